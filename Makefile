@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 assets: $(STAMP)
-	$(BIN)/pipeline run
+	$(BIN)/pipeline validate
+	$(BIN)/pipeline plan
+	@echo "make assets: generation (pipeline run) is not built yet; this shows what it will do."
 
 plan: $(STAMP)
 	$(BIN)/pipeline plan

@@ -1,0 +1,185 @@
+"""assets.lock: what produced every output file. Owns the format and its reading and writing.
+
+The promises (design.md): versioned; deterministic bytes (sorted keys, fixed indentation, no
+timestamps), so a rerun with nothing to do leaves it byte-identical; one block per item, so two
+branches that touch different items merge with plain git; written atomically (temp file beside it,
+fsync, rename, fsync of the folder). Deciding what is stale is plan.py's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import LockfileError
+
+LOCK_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputRecord(_Strict):
+    """One file an item produced: where it is (relative to the output folder) and what it holds."""
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    asset_id: str | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _inside_output(cls, value: str) -> str:
+        parts = value.split("/")
+        if not value or value.startswith("/") or "\\" in value or any(
+            part in ("", ".", "..") for part in parts
+        ):
+            raise ValueError(f"{value!r} is not a relative path inside the output folder")
+        return value
+
+
+class LockEntry(_Strict):
+    """What produced one item's files: the fingerprint, the request it stands for, the outputs."""
+
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    request: dict[str, Any]
+    seed_derived: bool = False
+    outputs: tuple[OutputRecord, ...] = ()
+
+
+class _Document(_Strict):
+    version: int
+    items: dict[str, LockEntry] = {}
+    uploads: dict[str, str] = {}
+    trainings: dict[str, str] = {}
+
+
+@dataclass
+class Lockfile:
+    """The lockfile in memory. `items` is keyed by `collection/item`."""
+
+    items: dict[str, LockEntry] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)
+    trainings: dict[str, str] = field(default_factory=dict)
+
+
+def read_lock(path: Path) -> Lockfile:
+    """Load the lockfile; a missing file is an empty lock. Anything unusable is a LockfileError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Lockfile()
+    except OSError as exc:
+        raise LockfileError(str(path), f"cannot be read: {exc.strerror}") from None
+    if b"\n<<<<<<< " in b"\n" + raw or b"\n>>>>>>> " in raw:
+        raise LockfileError(
+            str(path),
+            "has unresolved git merge conflict markers",
+            hint="resolve the conflict (or check out one side and rerun `pipeline run`)",
+        )
+    try:
+        version = _peek_version(raw)
+    except ValueError as exc:
+        raise LockfileError(str(path), f"is not valid JSON ({exc})") from None
+    if version > LOCK_VERSION:
+        raise LockfileError(
+            str(path),
+            f"was written by a newer pipeline (lock version {version}, this one reads "
+            f"{LOCK_VERSION})",
+            hint="upgrade pipeline (pip install -U pipeline) before running it here",
+        )
+    try:
+        doc = _Document.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        count = exc.error_count()
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        raise LockfileError(
+            str(path),
+            f"is malformed at {where}: {first['msg']}{more}",
+            hint="restore it from git, or delete it and rerun `pipeline run`",
+        ) from None
+    return Lockfile(items=dict(doc.items), uploads=dict(doc.uploads), trainings=dict(doc.trainings))
+
+
+def _peek_version(raw: bytes) -> int:
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("the top level is not an object")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError("no integer 'version' field")
+    return version
+
+
+def render_lock(lock: Lockfile) -> bytes:
+    """The lockfile's exact bytes: the same lock always gives the same bytes."""
+    doc = {
+        "version": LOCK_VERSION,
+        "items": {
+            key: entry.model_dump(mode="json", exclude_defaults=True)
+            for key, entry in lock.items.items()
+        },
+        "uploads": lock.uploads,
+        "trainings": lock.trainings,
+    }
+    text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+    return (text + "\n").encode()
+
+
+def write_lock(path: Path, lock: Lockfile) -> bool:
+    """Write the lock atomically; returns False (and writes nothing) when the bytes are the same."""
+    data = render_lock(lock)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise LockfileError(str(path), f"cannot be read: {exc.strerror}") from None
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise LockfileError(
+            str(path), f"cannot be written: {exc.strerror}", hint="the previous lock is intact"
+        ) from None
+    return True
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a reader or a crash sees the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
