@@ -128,7 +128,7 @@ def measure(items: int, repeat: int) -> list[tuple[str, float, list[float]]]:
         def plan_only() -> None:
             result = make_plan(
                 all_items, lock, backend="local", output_dir=root / "output",
-                stat_cache=StatCache.load(root / STATE_DIR), collections=["big"],
+                stat_cache=StatCache.load(root / STATE_DIR),
             )
             assert result.count(State.UNCHANGED) == items, "the repo is not settled"
 

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline.client import ApiClient, Credentials, base_url_from_env
+from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import InvalidInput, Location, Problem
 
 BackendKind = Literal["scenario", "local"]
-_KEY_VARS = (("SCENARIO_API_KEY", "SCENARIO_API_SECRET"),
-             ("SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET"))
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class BackendChoice:
 
 def has_credentials(environ: Mapping[str, str]) -> bool:
     """True when a key and a secret are both set (either naming)."""
-    return any(environ.get(key) and environ.get(secret) for key, secret in _KEY_VARS)
+    return Credentials.from_env(environ) is not None
 
 
 def resolve_backend(choice: str, environ: Mapping[str, str]) -> BackendChoice:
@@ -50,3 +50,25 @@ def resolve_backend(choice: str, environ: Mapping[str, str]) -> BackendChoice:
         "local",
         "no Scenario credentials in the environment: placeholder art from the built-in emulator",
     )
+
+
+LOCAL_JOB_DURATION = "fixed:0.2"  # placeholder art is quick; long enough to show progress
+LOCAL_FIRST_POLL = 0.25
+
+
+def local_emulator() -> Emulator:
+    """The in-process emulator that serves the `local` backend."""
+    return Emulator(EmulatorConfig(job_duration=LOCAL_JOB_DURATION))
+
+
+def open_client(
+    choice: BackendChoice, environ: Mapping[str, str], *, emulator: Emulator | None = None
+) -> ApiClient:
+    """An API client for the chosen backend (close it with `aclose` or `async with`)."""
+    if choice.kind == "local":
+        emu = emulator or local_emulator()
+        credentials = Credentials(emu.config.api_key, emu.config.api_secret)
+        return ApiClient(base_url=emu.base_url, credentials=credentials, transport=emu.transport())
+    found = Credentials.from_env(environ)
+    assert found is not None, "resolve_backend checked the credentials"
+    return ApiClient(base_url=base_url_from_env(environ), credentials=found)

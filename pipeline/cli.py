@@ -7,9 +7,12 @@ failed, 2 invalid input, 130 interrupted. Every `PipelineError` ends here with i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +21,13 @@ from typing import Any
 import click
 
 from pipeline import __version__
-from pipeline.backend import BackendChoice, resolve_backend
-from pipeline.errors import PipelineError
-from pipeline.lockfile import read_lock
+from pipeline.backend import LOCAL_FIRST_POLL, BackendChoice, open_client, resolve_backend
+from pipeline.errors import InvalidInput, PipelineError, RunFailed
+from pipeline.lockfile import Lockfile, read_lock, write_lock
+from pipeline.collect import write_index
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
 from pipeline.plan import Plan, PlanEntry, State, make_plan
+from pipeline.schedule import Event, Outcome, RunOptions, RunPaths, RunReport, Runner
 from pipeline.state import STATE_DIR, StatCache
 
 _BACKENDS = click.Choice(["auto", "scenario", "local"])
@@ -35,6 +40,11 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except InvalidInput as exc:
+            _say(f"error: {exc}", fg="red")
+            count = len(exc.problems)
+            _say(f"{count} problem{_s(count)} found; nothing was generated.")
+            ctx.exit(exc.exit_code)
         except PipelineError as exc:
             _say(f"error: {exc}", fg="red")
             ctx.exit(exc.exit_code)
@@ -104,6 +114,229 @@ def plan(
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("select", nargs=-1)
+@click.option("--force", is_flag=True, help="Regenerate the selected items even if unchanged.")
+@click.option("--backend", type=_BACKENDS, default=None, help="Override pipeline.yaml's backend.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Most jobs in flight (the account's cap is found by itself below this).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.pass_obj
+def run(
+    project: _Project,
+    select: tuple[str, ...],
+    force: bool,
+    backend: str | None,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Generate what the plan says, collect the files, update the lock.
+
+    SELECT is `collection` or `collection/item`; globs allowed. Exit 0 when all is done, 1 when
+    some items failed (the rest is kept), 2 on invalid input, 130 when interrupted.
+    """
+    settings = load_settings(project.root).with_overrides(
+        backend=backend, concurrency=concurrency
+    )
+    collections = load_manifests(project.root, settings)
+    choice = resolve_backend(settings.backend, os.environ)
+    _say(f"backend: {choice.kind} ({choice.reason})")
+    result = _make_plan(project.root, settings, collections, choice, select)
+    root = project.root
+    paths = RunPaths(root / settings.lockfile, root / settings.output, root / STATE_DIR)
+    options = RunOptions(
+        ceiling=settings.concurrency,
+        force=force,
+        restore_by_regenerating=choice.kind == "local",
+        first_poll=LOCAL_FIRST_POLL if choice.kind == "local" else RunOptions.first_poll,
+    )
+    report = asyncio.run(_run(choice, result, read_lock(paths.lockfile), paths, options))
+    _write_indexes(root / settings.output, collections, read_lock(paths.lockfile))
+    if as_json:
+        click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
+    _render_report(report)
+    if report.interrupted:
+        sys.exit(130)
+    failures = report.failures
+    if failures:
+        raise RunFailed(failures, done=report.count(Outcome.GENERATED) + report.count(Outcome.RESTORED))
+
+
+async def _run(
+    choice: BackendChoice, result: Plan, lock: Lockfile, paths: RunPaths, options: RunOptions
+) -> RunReport:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    async with open_client(choice, os.environ) as client:
+        runner = Runner(
+            client,
+            result,
+            lock,
+            paths,
+            options=options,
+            stat_cache=StatCache.load(paths.state),
+            on_event=_progress(len(result.pending)),
+        )
+
+        def on_interrupt() -> None:
+            if runner.options.grace and not runner._stopping:
+                runner.interrupt()
+                _say(
+                    f"stopping: nothing new is submitted; collecting jobs in flight for up to "
+                    f"{options.grace:.0f}s (Ctrl-C again to quit now; a rerun resumes them)"
+                )
+                loop.call_later(options.grace, main.cancel)
+            else:
+                main.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        try:
+            return await runner.run()
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def _progress(total: int) -> Any:
+    started = time.monotonic()
+    done = 0
+
+    def on_event(event: Event) -> None:
+        nonlocal done
+        if event.kind in ("generated", "restored", "failed"):
+            done += 1
+        elapsed = time.monotonic() - started
+        line = f"[{done}/{total} {elapsed:5.1f}s] {event.kind:<9} {event.key}"
+        if event.detail and event.kind in ("failed", "retry", "attached"):
+            line += f": {event.detail}"
+        _say(line, fg="red" if event.kind == "failed" else None)
+
+    return on_event
+
+
+def _report_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "counts": {
+            **{outcome.value: report.count(outcome) for outcome in Outcome},
+            "unchanged": report.unchanged,
+            "orphaned": report.orphaned,
+        },
+        "seconds": round(report.seconds, 3),
+        "interrupted": report.interrupted,
+        "items": [
+            {
+                "key": r.key,
+                "state": r.outcome.value,
+                "files": r.files,
+                "attempts": r.attempts,
+                "error": str(r.error) if r.error else None,
+            }
+            for r in report.results
+        ],
+    }
+
+
+def _render_report(report: RunReport) -> None:
+    parts = [
+        f"{report.count(Outcome.GENERATED)} generated",
+        f"{report.count(Outcome.RESTORED)} restored",
+        f"{report.unchanged} unchanged",
+        f"{report.count(Outcome.FAILED)} failed",
+    ]
+    skipped = report.count(Outcome.SKIPPED)
+    if skipped:
+        parts.append(f"{skipped} not started")
+    _say(f"done in {report.seconds:.1f}s: " + ", ".join(parts))
+    if report.orphaned:
+        _say(f"{report.orphaned} orphaned item(s) in the lock: `pipeline prune` removes them")
+
+
+def _write_indexes(output: Path, collections: Sequence[Collection], lock: Lockfile) -> None:
+    for collection in collections:
+        entries = [
+            (item, lock.items[item.key].outputs)
+            for item in collection.items
+            if item.key in lock.items
+        ]
+        if entries:
+            write_index(output, collection.name, entries)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.pass_obj
+def prune(project: _Project, dry_run: bool) -> None:
+    """Remove orphaned outputs and lock entries (items gone from the manifests)."""
+    settings = load_settings(project.root)
+    collections = load_manifests(project.root, settings)
+    lock_path = project.root / settings.lockfile
+    lock = read_lock(lock_path)
+    current = {item.key for collection in collections for item in collection.items}
+    orphans = sorted(key for key in lock.items if key not in current)
+    output = project.root / settings.output
+    for key in orphans:
+        for record in lock.items[key].outputs:
+            _say(f"{'would remove' if dry_run else 'removed'} {settings.output}/{record.file}")
+            if not dry_run:
+                (output / record.file).unlink(missing_ok=True)
+        if not dry_run:
+            del lock.items[key]
+    if not dry_run:
+        write_lock(lock_path, lock)
+    verb = "would prune" if dry_run else "pruned"
+    _say(f"{verb} {len(orphans)} orphaned item{_s(len(orphans))}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8787, show_default=True)
+@click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Keep jobs and assets in DIR across restarts.")
+@click.option("--seed", type=int, default=None, help="Make ids, durations and faults repeatable.")
+@click.option("--job-duration", default="2", show_default=True,
+              help="Seconds per job: N, fixed:N, uniform:A,B or lognormal:MU,SIGMA.")
+@click.option("--parallel-cap", type=click.IntRange(min=1), default=None,
+              help="Jobs in flight before 429 parallel-custom-jobs.")
+@click.option("--rate-limit", type=float, default=None, help="Requests per second on /v1.")
+@click.option("--faults", default="", help="e.g. 'error_500=0.1,drop=0.05,generate:timeout=0.2'.")
+@click.option("--key", default="local", show_default=True, help="The API key it accepts.")
+@click.option("--secret", default="local", show_default=True, help="The API secret it accepts.")
+def emulator(
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    seed: int | None,
+    job_duration: str,
+    parallel_cap: int | None,
+    rate_limit: float | None,
+    faults: str,
+    key: str,
+    secret: str,
+) -> None:
+    """Serve the local emulator of the Scenario API (placeholder art, no account needed)."""
+    from pipeline.emulator import Emulator, EmulatorConfig
+    from pipeline.emulator.server import serve
+
+    try:
+        config = EmulatorConfig(
+            api_key=key, api_secret=secret, job_duration=job_duration,
+            parallel_cap=parallel_cap, rate_limit=rate_limit, seed=seed, faults=faults,
+            state_dir=state_dir,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    def ready(url: str) -> None:
+        _say(f"emulator serving {url} (key {key!r}); point SCENARIO_BASE_URL at it")
+
+    try:
+        asyncio.run(serve(Emulator(config), host, port, on_ready=ready))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def _make_plan(
     root: Path,
     settings: Settings,
@@ -117,8 +350,8 @@ def _make_plan(
         backend=choice.kind,
         output_dir=root / settings.output,
         stat_cache=StatCache.load(root / STATE_DIR),
-        collections=[collection.name for collection in collections],
         select=select,
+        output_label=settings.output,
     )
 
 

@@ -10,6 +10,7 @@
     │       └── ApiRejected         other 4xx or `x-should-retry: false`: retrying cannot help
     │           └── ApiAuthError    401/403: credentials missing or wrong
     ├── JobFailed                   a job ended in `failure` or `canceled`
+    ├── JobTimedOut                 a job was still running at the deadline (a rerun re-attaches)
     ├── DownloadError               an output could not be fetched or is not the announced image
     └── RunFailed                   a batch finished with failed items (exit 1); one summary
 
@@ -63,13 +64,7 @@ class InvalidInput(PipelineError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems)
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        lines = [str(p) for p in self.problems]
-        count = len(self.problems)
-        lines.append(f"{count} problem{'s' if count != 1 else ''} found; nothing was generated.")
-        return "\n".join(lines)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 class LockfileError(PipelineError):
@@ -176,6 +171,18 @@ class JobFailed(PipelineError):
         if hint:
             message += f" (hint: {hint})"
         super().__init__(message)
+
+
+class JobTimedOut(PipelineError):
+    """A job did not finish before the deadline; it may still finish, and is not paid again."""
+
+    def __init__(self, job_id: str, status: str, seconds: float) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(
+            f"job {job_id} still {status} after {seconds:.0f}s; rerun `pipeline run` later to "
+            "collect it (it will not be paid again)"
+        )
 
 
 class DownloadError(PipelineError):

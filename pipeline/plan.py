@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidInput, Location, Problem
-from pipeline.lockfile import LockEntry, Lockfile
+from pipeline.lockfile import LockEntry, Lockfile, OutputRecord
 from pipeline.manifest import Item
 from pipeline.state import StatCache
 
@@ -125,23 +125,27 @@ def make_plan(
     backend: str,
     output_dir: Path,
     stat_cache: StatCache,
-    collections: Iterable[str],
+    collections: Iterable[str] | None = None,
     select: Sequence[str] = (),
+    output_label: str = "output",
 ) -> Plan:
-    """Classify every item (and every orphaned lock entry of the loaded `collections`)."""
-    loaded = set(collections)
+    """Classify every item, and every orphaned lock entry.
+
+    `collections` limits the orphans to those collections, for when only some manifests were
+    loaded; None (all manifests loaded) makes every locked item missing from `items` an orphan.
+    """
+    loaded = None if collections is None else set(collections)
     current = {item.key for item in items}
     orphans = _Orphans(
         {
             key: entry
             for key, entry in lock.items.items()
-            if key not in current and key.partition("/")[0] in loaded
+            if key not in current and (loaded is None or key.partition("/")[0] in loaded)
         }
     )
     hashed: dict[str, tuple[os.stat_result, str]] = {}
-    entries = [
-        _classify(item, lock, orphans, backend, output_dir, stat_cache, hashed) for item in items
-    ]
+    files = _Files(output_dir, output_label, stat_cache, hashed)
+    entries = [_classify(item, lock, orphans, backend, files) for item in items]
     entries += [
         PlanEntry(key, State.ORPHANED, ("no longer in the manifests",), locked=entry)
         for key, entry in sorted(orphans.entries.items())
@@ -156,9 +160,7 @@ def _classify(
     lock: Lockfile,
     orphans: _Orphans,
     backend: str,
-    output_dir: Path,
-    stat_cache: StatCache,
-    hashed: dict[str, tuple[os.stat_result, str]],
+    files: _Files,
 ) -> PlanEntry:
     locked = lock.items.get(item.key)
     if locked is None:
@@ -186,7 +188,7 @@ def _classify(
     if fingerprint != locked.fingerprint:
         reasons = _differences(locked.request, request) or ("recipe",)
         return PlanEntry(item.key, State.CHANGED, reasons, item, request, fingerprint, locked)
-    problems = _check_outputs(locked, output_dir, stat_cache, hashed)
+    problems = files.check(locked)
     state = State.MISSING if problems else State.UNCHANGED
     return PlanEntry(item.key, state, tuple(problems), item, request, fingerprint, locked)
 
@@ -242,39 +244,37 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, .
     return tuple(reasons)
 
 
-def _check_outputs(
-    locked: LockEntry,
-    output_dir: Path,
-    stat_cache: StatCache,
-    hashed: dict[str, tuple[os.stat_result, str]],
-) -> list[str]:
-    """Why the locked files are not all present and intact (empty when they are)."""
-    problems = []
-    for record in locked.outputs:
-        path = output_dir / record.file
-        shown = (output_dir / record.file).as_posix()
+@dataclass
+class _Files:
+    """Checks locked outputs on disk: size first, then the stat cache, then the content hash."""
+
+    output_dir: Path
+    label: str
+    stat_cache: StatCache
+    hashed: dict[str, tuple[os.stat_result, str]]
+
+    def check(self, locked: LockEntry) -> list[str]:
+        """Why the locked files are not all present and intact (empty when they are)."""
+        return [reason for record in locked.outputs if (reason := self._check(record))]
+
+    def _check(self, record: OutputRecord) -> str:
+        path = self.output_dir / record.file
+        shown = f"{self.label}/{record.file}"
         try:
             stat = path.stat()
-        except FileNotFoundError:
-            problems.append(f"{shown} is gone")
-            continue
-        except OSError as exc:
-            problems.append(f"{shown} cannot be read ({exc.strerror})")
-            continue
-        if stat.st_size != record.size:
-            problems.append(f"{shown} was altered (size {stat.st_size}, locked {record.size})")
-            continue
-        if stat_cache.vouches(record.file, stat, record.sha256):
-            continue
-        try:
+            if stat.st_size != record.size:
+                return f"{shown} was altered (size {stat.st_size}, locked {record.size})"
+            if self.stat_cache.vouches(record.file, stat, record.sha256):
+                return ""
             digest = hash_file(path)
+        except FileNotFoundError:
+            return f"{shown} is gone"
         except OSError as exc:
-            problems.append(f"{shown} cannot be read ({exc.strerror})")
-            continue
-        hashed[record.file] = (stat, digest)
+            return f"{shown} cannot be read ({exc.strerror})"
+        self.hashed[record.file] = (stat, digest)
         if digest != record.sha256:
-            problems.append(f"{shown} was altered (content differs from the lock)")
-    return problems
+            return f"{shown} was altered (content differs from the lock)"
+        return ""
 
 
 def hash_file(path: Path) -> str:

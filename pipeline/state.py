@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.lockfile import write_atomic
+from pipeline.files import write_atomic
 
 STATE_DIR = ".pipeline"
 _STAT_CACHE = "stat-cache.json"

@@ -32,7 +32,6 @@ def settle(root: Path, *, backend: str = "local") -> Lockfile:
         backend=backend,
         output_dir=root / settings.output,
         stat_cache=StatCache.load(root / STATE_DIR),
-        collections=[c.name for c in collections],
     )
     for entry in plan.pending:
         assert entry.item is not None and entry.fingerprint is not None

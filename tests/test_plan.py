@@ -42,7 +42,6 @@ def plan_of(root: Path, *select: str, backend: str = "local") -> Plan:
         backend=backend,
         output_dir=root / settings.output,
         stat_cache=StatCache.load(root / STATE_DIR),
-        collections=[c.name for c in collections],
         select=select,
     )
 

@@ -1,0 +1,418 @@
+"""Expansion: one manifest's shape-checked data into `Item`s (defaults, matrix, placeholders).
+
+Owns the rules pydantic cannot express: defaults merged under each item, matrix combinations in
+written order, `{name}` placeholders, ids and collection names safe as file names and unique
+(also ignoring case), params that do not shadow first-class keys and that JSON can carry. Reading
+files and the document's shape belong to manifest.py, which re-exports `Item`, `Lora` and
+`derive_seed`; problems come back as `Issue`s, located by yamlsrc only when there are any.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import Location
+from pipeline.yamlsrc import Issue, Key, Source, describe, render_path
+
+MAX_EXPANSION = 100_000  # items one matrix may make: a typo should not hang the planner
+# params keys that a first-class key already sends: the key to write instead.
+_FIRST_CLASS = {
+    "seed": "seed", "prompt": "prompt", "negativePrompt": "negative_prompt", "width": "width",
+    "height": "height", "numOutputs": "outputs", "modelId": "lora",
+}  # fmt: skip
+_UNSAFE_CHARS = re.compile(r'[<>:"|?*/\\\x00-\x1f\x7f-\x9f]')
+_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)]
+)
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+Template = list[tuple[bool, str]]  # literal runs (False, text) and placeholders (True, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Lora:
+    """A LoRA applied to the generation: a trained model id and its optional strength."""
+
+    model: str
+    scale: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One image request after defaults and matrix: everything that decides its pixels."""
+
+    collection: str
+    id: str
+    model: str
+    prompt: str
+    negative_prompt: str | None
+    loras: tuple[Lora, ...]
+    seed: int
+    seed_derived: bool  # True when the manifest gave no seed
+    width: int | None
+    height: int | None
+    outputs: int
+    params: Mapping[str, Any]  # passthrough model inputs; defaults' params merged, item wins
+    file: str  # the manifest, relative to the project root, posix
+    index: int  # position in the file's `items` (the template's, for matrix items)
+    _source: Source | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """`collection/id`, unique across the project."""
+        return f"{self.collection}/{self.id}"
+
+    def locate(self, field: str = "") -> Location:
+        """Where `field` (e.g. "width", "params.guidance") was set: the item, else defaults."""
+        steps = _field_steps(field)
+        item: tuple[Key, ...] = ("items", self.index)
+        if self._source is None:
+            return Location(self.file, path=render_path((*item, *steps)))
+        if steps:
+            found = self._source.find((*item, *steps)) or self._source.find(("defaults", *steps))
+            if found is not None:
+                return found
+        return self._source.locate(item)
+
+
+def derive_seed(collection: str, item_id: str) -> int:
+    """A stable seed for an item that gives none: from sha256 of "collection/id", < 2**31."""
+    digest = hashlib.sha256(f"{collection}/{item_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why `name` cannot be a file or folder name on some OS; None when it can."""
+    if not name:
+        return "it is empty"
+    if len(name) > 100:
+        return f"it is {len(name)} characters long (at most 100)"
+    bad = _UNSAFE_CHARS.search(name)
+    if bad:
+        char = bad.group()
+        if char in "/\\":
+            return f"it contains {char!r} (names here are file names, not paths)"
+        if char < " " or char >= "\x7f":
+            return f"it contains a control character ({char!r})"
+        return f"it contains {char!r}, which Windows does not allow in file names"
+    if name in (".", ".."):
+        return f"{name!r} is not a file name"
+    if name[-1] in ". ":
+        return f"it ends with {'a dot' if name[-1] == '.' else 'a space'}, which Windows drops"
+    base = name.split(".", 1)[0].rstrip(" ").upper()
+    if base in _RESERVED:
+        return f"{base} is a reserved device name on Windows"
+    return None
+
+
+class Expander:
+    """Checks and expands one document, given the places pydantic already found wrong.
+
+    Those places are skipped, so one mistake is reported once and not again as a consequence
+    (a mistyped `promt` is an unknown key, not also a missing prompt)."""
+
+    def __init__(self, source: Source, data: dict[Any, Any], known: list[Issue]) -> None:
+        self.source = source
+        self.data = data
+        self.issues: list[Issue] = []
+        self._reported: set[tuple[tuple[Key, ...], str]] = set()
+        paths = [issue.path for issue in known]
+        heads = {path[0] for path in paths if path}
+        self.bad_items = {path[1] for path in paths if len(path) >= 2 and path[0] == "items"}
+        items_ok = isinstance(data.get("items"), list) and ("items",) not in paths
+        self.items: list[Any] = data["items"] if items_ok else []
+        self.defaults: dict[str, Any] | None = None
+        if "defaults" not in heads:
+            self.defaults = data.get("defaults") or {}
+        self.name = self._collection_name() if "collection" not in heads else None
+        self._default_loras = _loras(self.defaults.get("lora")) if self.defaults else ()
+        self._seen: dict[str, tuple[int, str]] = {}
+        self._templates: dict[str, Template | str] = {}
+
+    def run(self) -> list[Item]:
+        """The items, in written order; `self.issues` says what is wrong (then drop them)."""
+        out: list[Item] = []
+        if self.defaults:
+            self._check_params(self.defaults.get("params"), ("defaults", "params"))
+        for index, spec in enumerate(self.items):
+            if index not in self.bad_items:
+                self._expand(index, spec, out)
+        return out
+
+    def _issue(self, path: tuple[Key, ...], message: str, **extra: Any) -> None:
+        if (path, message) not in self._reported:
+            self._reported.add((path, message))
+            self.issues.append(Issue(path, message, **extra))
+
+    def _collection_name(self) -> str | None:
+        name = self.data.get("collection")
+        path: tuple[Key, ...] = ("collection",)
+        label = f"collection name {name!r}"
+        if name is None:
+            name, path = Path(self.source.name).stem, ()
+            label = f"collection name {name!r} (from the file name)"
+        reason = unsafe_name(name)
+        if reason:
+            self._issue(path, f"{label} is not safe as a folder name: {reason}")
+            return None
+        return str(name)
+
+    def _expand(self, index: int, spec: dict[str, Any], out: list[Item]) -> None:
+        defaults = self.defaults
+        merged: dict[str, Any] = {**defaults, **spec} if defaults else spec
+        get = merged.get
+        prompt: Any = get("prompt")
+        model: Any = get("model")
+        negative: Any = get("negative_prompt")
+        buildable = defaults is not None  # else a mistake in defaults hides what they supply
+        if buildable and (prompt is None or model is None):
+            for key in ("prompt", "model"):
+                if get(key) is None:
+                    message = f"missing required key {key!r} (set it here or in defaults)"
+                    self._issue(("items", index), message)
+            buildable = False
+        ok = True
+        if "params" in spec:
+            ok = self._check_params(spec["params"], ("items", index, "params"))
+        matrix: dict[str, list[Any]] = spec.get("matrix") or {}
+        if matrix:
+            ok = self._check_matrix(matrix, ("items", index)) and ok
+        templates: dict[str, Template] = {}
+        for key, text in (("id", spec["id"]), ("prompt", prompt), ("negative_prompt", negative)):
+            if text and ("{" in text or "}" in text):
+                parts = self._template(text, key, ("items", index), key in spec, matrix)
+                if parts is None:
+                    ok = False
+                else:
+                    templates[key] = parts
+        if not ok:
+            return
+        combos: list[dict[str, str]] = [{}]
+        if matrix:
+            names = list(matrix)
+            texts = [[_as_text(value) for value in matrix[name]] for name in names]
+            combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*texts)]
+        id_template = templates.get("id")
+        loras = _loras(spec["lora"]) if "lora" in spec else self._default_loras
+        seed: Any = get("seed")
+        collection = self.name or ""
+        size = (get("width"), get("height"), get("outputs") or 1)
+        for values in combos:
+            item_id = _fill(id_template, values) if id_template else spec["id"]
+            if not self._check_id(item_id, index, id_template, matrix) or not buildable:
+                continue
+            if "prompt" in templates:
+                prompt = _fill(templates["prompt"], values)
+            if "negative_prompt" in templates:
+                negative = _fill(templates["negative_prompt"], values)
+            derived = seed is None
+            out.append(
+                Item(
+                    collection, item_id, model, prompt, negative, loras,
+                    derive_seed(collection, item_id) if derived else seed, derived,
+                    *size, _merge_params(defaults, spec), self.source.name, index, self.source,
+                )
+            )  # fmt: skip
+
+    def _check_id(
+        self, item_id: str, index: int, template: Template | None, matrix: dict[str, list[Any]]
+    ) -> bool:
+        path: tuple[Key, ...] = ("items", index, "id")
+        reason = unsafe_name(item_id)
+        if reason:
+            made = " (made by the matrix)" if matrix else ""
+            self._issue(path, f"id {item_id!r}{made} is not safe as a file name: {reason}")
+            return False
+        folded = item_id.lower()
+        first = self._seen.get(folded)
+        if first is None:
+            self._seen[folded] = (index, item_id)
+            return True
+        if first[0] != index:
+            note = ""
+            if first[1] != item_id:
+                note = f" as {first[1]!r}; ids must differ in more than letter case"
+            also = ("items", first[0], "id")
+            self._issue(path, f"duplicate id {item_id!r}", also=also, also_note=note)
+            return False
+        used = {name for slot, name in template or () if slot}
+        missing = ", ".join("{" + name + "}" for name in matrix if name not in used)
+        hint = f"put every matrix name in the id (missing: {missing})"
+        if not missing:
+            hint = "its values must make ids that differ in more than letter case"
+        self._issue(path, f"duplicate ids: the matrix makes {item_id!r} more than once; {hint}")
+        return False
+
+    def _check_matrix(self, matrix: dict[str, list[Any]], base: tuple[Key, ...]) -> bool:
+        ok = True
+        for name, values in matrix.items():
+            if "{" in name or "}" in name:
+                path = (*base, "matrix", name)
+                self._issue(path, "matrix names cannot contain braces", at_key=True)
+                ok = False
+            for j, value in enumerate(values):
+                if value is None or not isinstance(value, str | int | float):
+                    message = f"expected text or a number, got {describe(value)}"
+                    self._issue((*base, "matrix", name, j), message)
+                    ok = False
+        count = math.prod(len(values) for values in matrix.values())
+        if ok and count > MAX_EXPANSION:
+            message = f"the matrix makes {count} items; at most {MAX_EXPANSION} per item"
+            self._issue((*base, "matrix"), message)
+            ok = False
+        return ok
+
+    def _template(
+        self, text: str, key: str, base: tuple[Key, ...], own: bool, matrix: dict[str, list[Any]]
+    ) -> Template | None:
+        parts = self._templates.get(text)
+        if parts is None:
+            parts = self._templates[text] = _parse_template(text)
+        if isinstance(parts, str):
+            self._issue((*base, key) if own else ("defaults", key), f"{parts} in {key}")
+            return None
+        for slot, name in parts:
+            if not slot or name in matrix:
+                continue
+            shown, origin = "{" + name + "}", "" if own else " (from defaults)"
+            if not matrix:
+                literal = "{" + shown + "}"
+                message = (
+                    f"placeholder {shown!r} in {key}{origin}, but this item has no matrix "
+                    f"(write {literal!r} for literal braces)"
+                )
+            else:
+                close = difflib.get_close_matches(name, list(matrix), n=1)
+                hint = f" (did you mean {'{' + close[0] + '}'!r}?)" if close else ""
+                known = ", ".join(matrix)
+                message = f"unknown placeholder {shown!r} in {key}{origin}{hint}; matrix: {known}"
+            self._issue((*base, key) if own else base, message)
+            return None
+        return parts
+
+    def _check_params(self, params: Any, path: tuple[Key, ...]) -> bool:
+        if not params:
+            return True
+        ok = True
+        for key in params:
+            first = _FIRST_CLASS.get(key)
+            if first is not None:
+                why = " (a LoRA's model id is sent as modelId)" if key == "modelId" else ""
+                message = f"params.{key} duplicates {first!r}{why}; use the {first!r} key instead"
+                self._issue((*path, key), message, at_key=True)
+                ok = False
+        for value in params.values():
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or value is None:
+                continue
+            if kind is float and math.isfinite(value):
+                continue
+            found = _json_problem(params)
+            if found is not None:
+                self._issue((*path, *found[0]), found[1])
+                return False
+            break
+        return ok
+
+
+def _merge_params(defaults: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any]:
+    """Defaults' params under the item's, key by key; null drops a key (or, for all, them all)."""
+    own = spec.get("params")
+    if own is None and "params" in spec:
+        return {}
+    inherited = defaults.get("params") if defaults else None
+    merged = {**inherited, **own} if inherited and own else dict(own or inherited or {})
+    if None in merged.values():
+        return {key: value for key, value in merged.items() if value is not None}
+    return merged
+
+
+def _json_problem(root: Any) -> tuple[tuple[Key, ...], str] | None:
+    """The first value JSON cannot carry, and why; iterative, so depth and aliases are safe."""
+    stack: list[tuple[Any, tuple[Key, ...], bool]] = [(root, (), False)]
+    active: set[int] = set()
+    done: set[int] = set()
+    while stack:
+        value, path, leaving = stack.pop()
+        if leaving:
+            active.discard(id(value))
+            done.add(id(value))
+        elif isinstance(value, dict | list):
+            if id(value) in done:
+                continue
+            if id(value) in active:
+                return path, "a value that contains itself (through an alias)"
+            active.add(id(value))
+            stack.append((value, path, True))
+            pairs = list(value.items() if isinstance(value, dict) else enumerate(value))
+            for key, child in reversed(pairs):
+                if isinstance(value, dict) and not isinstance(key, str):
+                    return path, f"keys must be text, got {describe(key)}"
+                stack.append((child, (*path, key), False))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return path, f"expected a finite number, got {describe(value)}"
+        elif not (value is None or isinstance(value, str | int | float)):
+            expected = "text, a number, true/false, null, a list or a mapping"
+            return path, f"expected a JSON value ({expected}), got {describe(value)}"
+    return None
+
+
+def _loras(value: Any) -> tuple[Lora, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (Lora(value),)
+    return tuple(
+        Lora(entry)
+        if isinstance(entry, str)
+        else Lora(entry["model"], None if entry.get("scale") is None else float(entry["scale"]))
+        for entry in value
+    )
+
+
+def _parse_template(text: str) -> Template | str:
+    """Literal runs and placeholder names; `{{`/`}}` are braces. A string says what is wrong."""
+    parts: Template = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.start() > position:
+            parts.append((False, text[position : match.start()]))
+        token = match.group()
+        if match.group(1) is not None:
+            parts.append((True, match.group(1)))
+        elif len(token) == 2:
+            parts.append((False, token[0]))
+        else:
+            return f"unmatched {token!r} (write {token * 2!r} for a literal brace)"
+        position = match.end()
+    if position < len(text):
+        parts.append((False, text[position:]))
+    return parts
+
+
+def _fill(parts: Template, values: dict[str, str]) -> str:
+    return "".join(values[text] if slot else text for slot, text in parts)
+
+
+def _as_text(value: str | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def _field_steps(field: str) -> tuple[Key, ...]:
+    """ "params.guidance" -> ("params", "guidance"); "lora[1].scale" -> ("lora", 1, "scale")."""
+    steps: list[Key] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        if part.startswith("["):
+            steps.append(int(part[1:-1]))
+        else:
+            steps.append("lora" if not steps and part == "loras" else part)
+    return tuple(steps)

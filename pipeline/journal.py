@@ -1,0 +1,85 @@
+"""Money safety on disk: an intent before every paid request, the job id right after it.
+
+One small file per paid request under `.pipeline/jobs/`, named by the fingerprint of what it
+pays for, written atomically (fsync) before the request leaves. A run that dies anywhere leaves:
+  - an intent with a job id: the job exists; the next run re-attaches to it and pays nothing;
+  - an intent without one: the request may or may not have reached the API; the next run looks for
+    a job created after the intent with the same inputs before it ever sends the request again.
+The entry is forgotten once the item's files and lock entry are safely written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.files import write_atomic
+
+_FOLDER = "jobs"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A paid request about to be sent (or sent): enough to find its job again."""
+
+    fingerprint: str
+    key: str
+    model: str
+    body: Mapping[str, Any]
+    created_at: str  # ISO 8601 UTC wall clock when the intent was written
+    job_id: str | None = None
+    attempts: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Journal:
+    """The intents of one repo, in `<state dir>/jobs/`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.folder = state_dir / _FOLDER
+
+    def load(self) -> dict[str, Intent]:
+        """Every readable intent, by fingerprint. An unreadable file is skipped, never fatal."""
+        intents: dict[str, Intent] = {}
+        if not self.folder.is_dir():
+            return intents
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_bytes())
+                intent = Intent(
+                    fingerprint=str(data["fingerprint"]),
+                    key=str(data["key"]),
+                    model=str(data["model"]),
+                    body=dict(data["body"]),
+                    created_at=str(data["created_at"]),
+                    job_id=data.get("job_id"),
+                    attempts=int(data.get("attempts", 0)),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if path.stem == intent.fingerprint:
+                intents[intent.fingerprint] = intent
+        return intents
+
+    def write(self, intent: Intent) -> None:
+        """Persist an intent (fsync'd) before the request it describes is sent."""
+        data = asdict(intent)
+        data.pop("notes")
+        data["body"] = dict(intent.body)
+        write_atomic(self._path(intent.fingerprint), json.dumps(data, sort_keys=True).encode())
+
+    def attach(self, intent: Intent, job_id: str) -> Intent:
+        """Record the job id the API gave for this intent."""
+        attached = replace(intent, job_id=job_id)
+        self.write(attached)
+        return attached
+
+    def forget(self, fingerprint: str) -> None:
+        """The item is safely done: drop its intent."""
+        self._path(fingerprint).unlink(missing_ok=True)
+
+    def _path(self, fingerprint: str) -> Path:
+        return self.folder / f"{fingerprint}.json"

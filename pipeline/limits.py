@@ -1,0 +1,154 @@
+"""How hard and how often to ask: the one retry policy, the adaptive jobs-in-flight limit, polling.
+
+Retry (tenacity, configured here once): transient errors only (`ApiError.transient`), exponential
+backoff with full jitter from `base` to `cap`, or the server's Retry-After when it gives one (capped
+at `retry_after_cap`, so an absurd value cannot stall a run), at most `attempts` tries.
+
+The limit on jobs in flight starts small and grows by one per accepted submission (slow start) up to
+the configured ceiling. A 429 naming `parallel-custom-jobs` proves the account's cap is the number
+of our jobs in flight at that moment: the window drops to exactly that. While it sits below the
+ceiling it probes one step up after a run of completions, and each failed probe doubles the run
+needed before the next, so a hidden cap costs a handful of 429s, not a storm.
+
+Polling: a job is first asked about when jobs like it have usually finished (the median of the
+durations seen so far), then at intervals that grow with the job's age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from pipeline.errors import ApiError
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: no response, 408, 429 or 5xx."""
+    return isinstance(exc, ApiError) and exc.transient
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base: float = 0.5
+    cap: float = 8.0
+    retry_after_cap: float = 60.0
+
+    def delay(self, attempt: int, exc: BaseException | None, rng: random.Random) -> float:
+        """Seconds to wait before try `attempt + 1` after `exc` (attempt counts from 1)."""
+        hinted = getattr(exc, "retry_after", None)
+        if isinstance(hinted, int | float) and hinted >= 0:
+            return float(min(hinted, self.retry_after_cap))
+        ceiling = min(self.cap, self.base * 2 ** (attempt - 1))
+        return rng.uniform(ceiling / 2, ceiling)
+
+    async def call(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        on_retry: Callable[[BaseException, float], None] | None = None,
+    ) -> T:
+        """Call `fn` until it succeeds, fails for good, or the attempts run out (then re-raise)."""
+        chance = rng or random.Random()
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            seconds = self.delay(state.attempt_number, exc, chance)
+            if on_retry is not None and exc is not None:
+                on_retry(exc, seconds)
+            return seconds
+
+        retrying = AsyncRetrying(
+            sleep=sleep,
+            stop=stop_after_attempt(self.attempts),
+            wait=wait,
+            retry=retry_if_exception(retry_if),
+            reraise=True,
+        )
+        async def attempt() -> T:  # tenacity calls a plain callable (a lambda) without awaiting
+            return await fn()
+
+        return await retrying(attempt)
+
+
+class AdaptiveLimit:
+    """A counting limit on jobs in flight whose size follows the account's hidden cap."""
+
+    def __init__(self, ceiling: int, *, start: int = 2) -> None:
+        self.ceiling = max(1, ceiling)
+        self.limit = min(self.ceiling, max(1, start))
+        self.in_flight = 0
+        self.cap_seen: int | None = None
+        self.rejections = 0
+        self._probe_after = 0
+        self._completions = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        """Wait for a free slot and take it."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+
+    async def release(self, *, completed: bool) -> None:
+        """Give a slot back; `completed` says a job finished (a step towards the next probe)."""
+        async with self._changed:
+            self.in_flight -= 1
+            if completed and self.cap_seen is not None and self.limit < self.ceiling:
+                self._completions += 1
+                if self._completions >= self._probe_after:
+                    self._completions = 0
+                    self.limit += 1
+            self._changed.notify_all()
+
+    async def accepted(self) -> None:
+        """A submission was taken: before any cap is seen, open one more slot (slow start)."""
+        if self.cap_seen is None and self.limit < self.ceiling:
+            async with self._changed:
+                self.limit += 1
+                self._changed.notify_all()
+
+    async def rejected(self) -> None:
+        """A 429 `parallel-custom-jobs` came back for a slot the caller still holds."""
+        async with self._changed:
+            self.rejections += 1
+            cap = max(1, self.in_flight - 1)
+            first = self.cap_seen is None
+            self._probe_after = cap if first else max(cap, self._probe_after * 2)
+            self._completions = 0
+            self.cap_seen = cap
+            self.limit = cap
+            self._changed.notify_all()
+
+
+class PollClock:
+    """When to ask about a job next, learned from how long jobs take."""
+
+    def __init__(self, *, first: float = 1.0, floor: float = 0.25, ceiling: float = 10.0) -> None:
+        self.floor = floor
+        self.ceiling = ceiling
+        self._durations: deque[float] = deque([first], maxlen=50)
+
+    def observe(self, duration: float) -> None:
+        """A job of this kind took `duration` seconds from submission to a terminal status."""
+        self._durations.append(max(0.0, duration))
+
+    def next_delay(self, age: float) -> float:
+        """Seconds to wait before the next poll of a job submitted `age` seconds ago."""
+        expected = statistics.median(self._durations)
+        if age < expected:
+            return max(self.floor, expected - age + 0.02)
+        return min(self.ceiling, max(self.floor, 0.25 * age))

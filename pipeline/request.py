@@ -1,0 +1,135 @@
+"""An item's generate body, and the pre-flight check of it against the model's own input schema.
+
+The body is built from the item alone and deterministically (the same item gives the same bytes),
+so an unknown outcome can be reconciled against the job list by comparing inputs. Model-specific
+rules (a size step, a range, an unknown input) come from `GET /models/{id}`'s `inputs`, never from
+hard-coded tables; each problem points at the manifest line that caused it. This is deliberately
+independent of the emulator's server-side check: sharing code would let one bug hide in both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.errors import Problem
+from pipeline.manifest import Item
+from pipeline.wire import Model, ModelInput
+
+# Manifest field -> wire input name, for the inputs with first-class names.
+WIRE_NAMES = {
+    "prompt": "prompt",
+    "negative_prompt": "negativePrompt",
+    "width": "width",
+    "height": "height",
+    "outputs": "numOutputs",
+    "seed": "seed",
+}
+_NUMERIC = {"number": (int, float), "string": (str,), "boolean": (bool,)}
+
+
+def build_body(item: Item, model: Model) -> tuple[dict[str, Any], list[Problem]]:
+    """The wire body for `item` on `model`, and every way it breaks the model's schema."""
+    inputs = {spec.name: spec for spec in model.inputs or ()}
+    body: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # wire name -> manifest field, to locate problems
+    problems: list[Problem] = []
+    for field, wire in WIRE_NAMES.items():
+        value = getattr(item, field)
+        if value is None or (field == "outputs" and value == 1 and wire not in inputs):
+            continue
+        body[wire], origin[wire] = value, field
+    if item.loras:
+        _add_loras(item, model, inputs, body, origin, problems)
+    for name, value in item.params.items():
+        body[name], origin[name] = value, f"params.{name}"
+    for name, value in body.items():
+        spec = inputs.get(name)
+        where = item.locate(origin[name])
+        if spec is None:
+            known = ", ".join(sorted(inputs)) or "none"
+            problems.append(
+                Problem(where, f"model {model.id} has no input {name!r} (its inputs: {known})")
+            )
+            continue
+        reason = _check(spec, value)
+        if reason:
+            problems.append(Problem(where, f"{reason} (model {model.id}, input {name!r})"))
+    for spec in inputs.values():
+        if spec.required and spec.required.always and spec.name not in body:
+            problems.append(
+                Problem(item.locate(), f"model {model.id} requires the input {spec.name!r}")
+            )
+    return body, problems
+
+
+def _add_loras(
+    item: Item,
+    model: Model,
+    inputs: Mapping[str, ModelInput],
+    body: dict[str, Any],
+    origin: dict[str, str],
+    problems: list[Problem],
+) -> None:
+    """One LoRA goes in the model-id input; several (or scales) in the LoRA list and scales."""
+    component = model.ui_config.loras_component if model.ui_config else None
+    single = (component.model_id_input if component else None) or (
+        "modelId" if "modelId" in inputs else None
+    )
+    many = component.model_input if component else None
+    scales = component.scale_input if component else None
+    scaled = any(lora.scale is not None for lora in item.loras)
+    if len(item.loras) == 1 and not scaled and single:
+        body[single], origin[single] = item.loras[0].model, "lora"
+    elif many:
+        body[many], origin[many] = [lora.model for lora in item.loras], "lora"
+        if scaled and scales:
+            body[scales] = [1.0 if lora.scale is None else lora.scale for lora in item.loras]
+            origin[scales] = "lora"
+        elif scaled:
+            problems.append(Problem(item.locate("lora"), f"model {model.id} takes no LoRA scales"))
+    else:
+        problems.append(
+            Problem(item.locate("lora"), f"model {model.id} takes no LoRA (no model input)")
+        )
+
+
+def _check(spec: ModelInput, value: Any) -> str:
+    """Why `value` breaks the input's rules; empty when it does not."""
+    if spec.allowed_values is not None and value not in spec.allowed_values:
+        allowed = ", ".join(repr(v) for v in spec.allowed_values)
+        return f"{value!r} is not one of {allowed}"
+    kinds = _NUMERIC.get(spec.type)
+    if kinds is not None:
+        if isinstance(value, bool) != (spec.type == "boolean") or not isinstance(value, kinds):
+            return f"expected a {spec.type}, got {value!r}"
+        if spec.type == "number":
+            return _check_number(spec, value)
+        if spec.type == "string" and spec.max_length is not None and len(value) > spec.max_length:
+            return f"longer than {spec.max_length} characters"
+    if spec.type.endswith("_array"):
+        if not isinstance(value, list):
+            return f"expected a list, got {value!r}"
+        if spec.max_length is not None and len(value) > spec.max_length:
+            return f"at most {spec.max_length} entries, got {len(value)}"
+    return ""
+
+
+def _check_number(spec: ModelInput, value: float) -> str:
+    if spec.min is not None and value < spec.min:
+        return f"{value} is below the minimum {_num(spec.min)}"
+    if spec.max is not None and value > spec.max:
+        return f"{value} is above the maximum {_num(spec.max)}"
+    if spec.step:
+        base = spec.min or 0
+        steps = (value - base) / spec.step
+        if not math.isclose(steps, round(steps), abs_tol=1e-9):
+            aligned = math.isclose(base / spec.step, round(base / spec.step), abs_tol=1e-9)
+            offset = "" if aligned else f" above {_num(base)}"
+            return f"{value} is not a multiple of {_num(spec.step)}{offset}"
+    return ""
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,498 @@
+"""Run: turn the pending part of a plan into files, as fast as the account allows, paying once.
+
+One task per item; a failed item never stops the others. For an item to generate:
+  pre-flight   the body is checked against the model's input schema (cached per run)
+  submit       intent on disk -> POST -> job id on disk (journal.py). A job already in the journal
+               is re-attached, not paid again. An unknown outcome (no response after sending, 408,
+               5xx) is reconciled against GET /jobs before the request is ever sent again.
+  follow       polls at the PollClock's pace until success, failure or the deadline; the slot on
+               the adaptive jobs-in-flight limit is held from submission to a terminal status
+  collect      GET /assets/{id}, verified download into place; a failed URL is resolved again
+  commit       the item's lock entry joins the lockfile at the next flush (every few hundred ms and
+               at the end); only then is its intent forgotten, so a crash in between costs a
+               re-download, never a new generation
+A missing item is restored instead: a moved one from its old file, others from the locked asset
+ids (the local backend keeps no remote copies, so there regenerating is the restore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pipeline.client import ApiClient
+from pipeline.collect import MAX_DOWNLOAD_BYTES, Target, copy_output, fetch, output_name
+from pipeline.errors import (
+    ApiError,
+    ApiRejected,
+    ApiTransient,
+    ApiUnreachable,
+    DownloadError,
+    InvalidInput,
+    ItemFailure,
+    JobFailed,
+    JobTimedOut,
+    PipelineError,
+    Problem,
+)
+from pipeline.journal import Intent, Journal
+from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
+from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
+from pipeline.manifest import Item
+from pipeline.plan import Plan, PlanEntry, State, hash_file
+from pipeline.request import build_body
+from pipeline.state import StatCache
+from pipeline.wire import Job, Model
+
+_TERMINAL_FAILURES = frozenset({"failure", "canceled"})
+_MAX_CAP_REJECTIONS = 200  # 429 parallel-custom-jobs for one item before it gives up
+
+
+class Outcome(StrEnum):
+    GENERATED = "generated"
+    RESTORED = "restored"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # interrupted before it was submitted
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    ceiling: int = 8
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    job_deadline: float = 1800.0
+    grace: float = 10.0
+    max_bytes: int = MAX_DOWNLOAD_BYTES
+    flush_interval: float = 0.25
+    restore_by_regenerating: bool = False  # the in-process local backend keeps no assets:
+    # regenerating is its restore, and its asset ids mean nothing after the run, so none are locked
+    reconcile_margin: float = 300.0
+    force: bool = False
+    first_poll: float = 1.0  # the first guess at how long a job takes, before any is seen
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    lockfile: Path
+    output: Path
+    state: Path
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to an item, for the progress display."""
+
+    kind: str  # submitted, attached, retry, generated, restored, failed
+    key: str
+    detail: str = ""
+
+
+@dataclass
+class ItemResult:
+    key: str
+    outcome: Outcome
+    files: list[str] = field(default_factory=list)
+    attempts: int = 0
+    error: PipelineError | None = None
+
+
+@dataclass
+class RunReport:
+    results: list[ItemResult]
+    unchanged: int
+    orphaned: int
+    seconds: float
+    interrupted: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for result in self.results if result.outcome is outcome)
+
+    @property
+    def failures(self) -> list[ItemFailure]:
+        return [
+            ItemFailure(r.key, r.error, r.attempts)
+            for r in self.results
+            if r.outcome is Outcome.FAILED and r.error is not None
+        ]
+
+
+class _Interrupted(Exception):
+    """Raised inside an item task when the run stops submitting."""
+
+
+class Runner:
+    """Runs one plan. Create it, `await run()`; `interrupt()` (first Ctrl-C) stops submitting."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        plan: Plan,
+        lock: Lockfile,
+        paths: RunPaths,
+        *,
+        options: RunOptions | None = None,
+        stat_cache: StatCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_event: Callable[[Event], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.plan = plan
+        self.lock = lock
+        self.paths = paths
+        self.options = options or RunOptions()
+        self.stat_cache = stat_cache or StatCache()
+        self.clock, self.wall, self.sleep = clock, wall, sleep
+        self.on_event = on_event or (lambda event: None)
+        self.rng = rng or random.Random()
+        self.limit = AdaptiveLimit(self.options.ceiling)
+        self.polls = PollClock(first=self.options.first_poll)
+        self.journal = Journal(paths.state)
+        self._intents = self.journal.load()
+        self._models: dict[str, asyncio.Future[Model]] = {}
+        self._same: dict[str, asyncio.Future[list[OutputRecord]]] = {}
+        self._stopping = False
+        self._dirty = False
+        self._forget: list[str] = []
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def work(self) -> list[PlanEntry]:
+        """The entries this run acts on: pending ones, and with `force` the unchanged too."""
+        wanted = {State.NEW, State.CHANGED, State.MISSING}
+        if self.options.force:
+            wanted.add(State.UNCHANGED)
+        return [entry for entry in self.plan.entries if entry.state in wanted]
+
+    async def run(self) -> RunReport:
+        started = self.clock()
+        for name, (stat, digest) in self.plan.hashed.items():
+            self.stat_cache.remember(name, stat, digest)
+        work = self.work()
+        flusher = asyncio.create_task(self._flush_periodically())
+        tasks = [asyncio.create_task(self._one(entry)) for entry in work]
+        try:
+            results = list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            flusher.cancel()
+            self.flush()
+        return RunReport(
+            results=results,
+            unchanged=self.plan.count(State.UNCHANGED) - (len(work) if self.options.force else 0),
+            orphaned=self.plan.count(State.ORPHANED),
+            seconds=self.clock() - started,
+            interrupted=self._stopping,
+        )
+
+    def interrupt(self) -> None:
+        """Stop submitting; jobs already in flight are still followed and collected."""
+        self._stopping = True
+
+    def flush(self) -> None:
+        """Write the lock if anything finished, then forget the intents it now covers."""
+        if self._dirty:
+            write_lock(self.paths.lockfile, self.lock)
+            self._dirty = False
+        for fingerprint in self._forget:
+            self.journal.forget(fingerprint)
+        self._forget.clear()
+        self.stat_cache.save(self.paths.state)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await self.sleep(self.options.flush_interval)
+            self.flush()
+
+    async def _one(self, entry: PlanEntry) -> ItemResult:
+        result = ItemResult(entry.key, Outcome.FAILED)
+        try:
+            if entry.state is State.MISSING and not self.options.restore_by_regenerating:
+                records = await self._restore(entry, result)
+                outcome = Outcome.RESTORED
+            else:
+                records = await self._generate_once(entry, result)
+                outcome = Outcome.RESTORED if entry.state is State.MISSING else Outcome.GENERATED
+        except _Interrupted:
+            result.outcome = Outcome.SKIPPED
+            return result
+        except PipelineError as exc:
+            result.error = exc
+            self.on_event(Event("failed", entry.key, str(exc)))
+            return result
+        self._commit(entry, records)
+        result.outcome = outcome
+        result.files = [record.file for record in records]
+        self.on_event(Event(outcome.value, entry.key, f"{len(records)} file(s)"))
+        return result
+
+    # --- generating ---------------------------------------------------------------------------
+
+    async def _generate_once(self, entry: PlanEntry, result: ItemResult) -> list[OutputRecord]:
+        """Items with the same fingerprint share one paid generation; the others copy its files."""
+        assert entry.item is not None and entry.fingerprint is not None
+        first = self._same.get(entry.fingerprint)
+        if first is None:
+            future: asyncio.Future[list[OutputRecord]] = asyncio.get_running_loop().create_future()
+            self._same[entry.fingerprint] = future
+            try:
+                records = await self._generate(entry, entry.item, entry.fingerprint, result)
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # the twins re-raise it; nobody else must see it unretrieved
+                raise
+            future.set_result(records)
+            return records
+        source = await asyncio.shield(first)
+        return [
+            copy_output(
+                self.paths.output / record.file,
+                self._target(entry.item, index, record.file),
+                record,
+            )
+            for index, record in enumerate(source)
+        ]
+
+    async def _generate(
+        self, entry: PlanEntry, item: Item, fingerprint: str, result: ItemResult
+    ) -> list[OutputRecord]:
+        model = await self._model(item)
+        body, problems = build_body(item, model)
+        if problems:
+            raise InvalidInput(problems)
+        job_id = await self._submit(entry, item, fingerprint, body, result)
+        try:
+            job = await self._follow(job_id)
+        except JobFailed:
+            self.journal.forget(fingerprint)  # a failed job is over; a rerun submits afresh
+            raise
+        finally:
+            await self.limit.release(completed=True)
+        return await self._collect(item, job)
+
+    async def _model(self, item: Item) -> Model:
+        """The model's schema, fetched once per run."""
+        future = self._models.get(item.model)
+        if future is None:
+            future = asyncio.ensure_future(self._call(lambda: self.client.get_model(item.model)))
+            self._models[item.model] = future
+        try:
+            return await asyncio.shield(future)
+        except ApiRejected as exc:
+            if exc.status != 404:
+                raise
+            problem = Problem(item.locate("model"), f"no model {item.model!r} on this backend")
+            raise InvalidInput([problem]) from None
+
+    async def _submit(
+        self,
+        entry: PlanEntry,
+        item: Item,
+        fingerprint: str,
+        body: Mapping[str, Any],
+        result: ItemResult,
+    ) -> str:
+        """A job id for this request, paid at most once; returns holding a slot on the limit."""
+        intent = self._intents.get(fingerprint)
+        if intent is not None and intent.body != body:
+            intent = None  # an intent for other inputs (e.g. a new pipeline version): not ours
+        if intent is not None:
+            job_id = intent.job_id or await self._reconcile(intent)
+            if job_id is not None:
+                await self.limit.acquire()
+                if intent.job_id is None:
+                    self.journal.attach(intent, job_id)
+                self.on_event(Event("attached", entry.key, job_id))
+                return job_id
+        intent = intent or Intent(fingerprint, entry.key, item.model, dict(body), self._now_iso())
+        rejections = 0
+        while True:
+            if self._stopping:
+                raise _Interrupted
+            await self.limit.acquire()
+            self.journal.write(intent)
+            result.attempts += 1
+            try:
+                reply = await self.client.generate(item.model, body)
+            except ApiTransient as exc:
+                if exc.parallel_limit and rejections < _MAX_CAP_REJECTIONS:
+                    rejections += 1
+                    result.attempts -= 1
+                    await self.limit.rejected()
+                    await self.limit.release(completed=False)
+                    if self.limit.in_flight == 0:
+                        await self.sleep(self.options.retry.delay(1, exc, self.rng))
+                    continue
+                await self.limit.release(completed=False)
+                found = await self._after_failure(entry, intent, exc, result)
+            except ApiUnreachable as exc:
+                await self.limit.release(completed=False)
+                found = await self._after_failure(entry, intent, exc, result)
+            except ApiRejected:
+                await self.limit.release(completed=False)
+                self.journal.forget(fingerprint)  # refused: nothing was made, nothing paid
+                raise
+            except BaseException:
+                await self.limit.release(completed=False)  # outcome unknown: the intent stays
+                raise
+            else:
+                if reply.job is None:
+                    await self.limit.release(completed=False)
+                    raise ApiTransient(200, "the API answered without a job", method="POST")
+                self.journal.attach(intent, reply.job.job_id)
+                await self.limit.accepted()
+                self.on_event(Event("submitted", entry.key, reply.job.job_id))
+                return reply.job.job_id
+            if found is not None:
+                await self.limit.acquire()
+                self.journal.attach(intent, found)
+                self.on_event(Event("attached", entry.key, found))
+                return found
+
+    async def _after_failure(
+        self, entry: PlanEntry, intent: Intent, exc: ApiError, result: ItemResult
+    ) -> str | None:
+        """Wait as the policy says; if the request may have gone through, look for its job."""
+        if result.attempts >= self.options.retry.attempts:
+            raise exc
+        delay = self.options.retry.delay(result.attempts, exc, self.rng)
+        self.on_event(Event("retry", entry.key, f"{exc} (again in {delay:.1f}s)"))
+        await self.sleep(delay)
+        maybe_sent = getattr(exc, "maybe_sent", True)
+        status = getattr(exc, "status", None)
+        if not maybe_sent or status == 429:
+            return None
+        return await self._reconcile(intent)
+
+    async def _reconcile(self, intent: Intent) -> str | None:
+        """The id of a job made from this intent's request, if the API has one."""
+        since = datetime.fromisoformat(intent.created_at) - timedelta(
+            seconds=self.options.reconcile_margin
+        )
+        after = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+        async def search() -> str | None:
+            async for job in self.client.list_jobs(created_after=after):
+                given = (job.metadata.input or {}) if job.job_type == "custom" else None
+                if given is not None and all(given.get(k) == v for k, v in intent.body.items()):
+                    return job.job_id
+            return None
+
+        return await self._call(search)
+
+    async def _follow(self, job_id: str) -> Job:
+        """Poll until the job is terminal; failures carry the API's error and hint."""
+        started = self.clock()
+        while True:
+            age = self.clock() - started
+            if age > self.options.job_deadline:
+                raise JobTimedOut(job_id, "running", age)
+            await self.sleep(self.polls.next_delay(age))
+            job = await self._call(lambda: self.client.get_job(job_id))
+            if job.status == "success":
+                self.polls.observe(self.clock() - started)
+                return job
+            if job.status in _TERMINAL_FAILURES:
+                raise JobFailed(job_id, job.status, job.metadata.error or "", job.metadata.hint or "")
+
+    # --- collecting and restoring ------------------------------------------------------------
+
+    async def _collect(self, item: Item, job: Job) -> list[OutputRecord]:
+        ids = job.metadata.asset_ids
+        if len(ids) != item.outputs:
+            raise DownloadError(
+                job.job_id, f"the job made {len(ids)} asset(s); {item.outputs} were asked for"
+            )
+        downloads = [self._download(item, index, asset_id) for index, asset_id in enumerate(ids)]
+        return list(await asyncio.gather(*downloads))
+
+    async def _download(self, item: Item, index: int, asset_id: str) -> OutputRecord:
+        """Fetch one asset into place; a failed download resolves the URL again and retries."""
+        attempt = 0
+        while True:
+            attempt += 1
+            asset = await self._call(lambda: self.client.get_asset(asset_id))
+            target = self._target(item, index, output_name(item, index, asset.mime_type))
+            try:
+                return await fetch(self.client, asset, target, max_bytes=self.options.max_bytes)
+            except (ApiError, DownloadError) as exc:
+                if attempt >= self.options.retry.attempts:
+                    raise
+                await self.sleep(self.options.retry.delay(attempt, exc, self.rng))
+
+    async def _restore(self, entry: PlanEntry, result: ItemResult) -> list[OutputRecord]:
+        """Put a missing item's files back without a new generation."""
+        assert entry.item is not None and entry.locked is not None
+        records = []
+        for index, record in enumerate(entry.locked.outputs):
+            result.attempts += 1
+            target = self._target(entry.item, index, record.file)
+            if entry.moved_from:
+                old = self.paths.output / record.file
+                if old.is_file() and hash_file(old) == record.sha256:
+                    records.append(copy_output(old, target, record))
+                    continue
+            elif self._intact(record):
+                records.append(record)
+                continue
+            if not record.asset_id:
+                raise DownloadError("?", f"{record.file} has no asset id to restore it from")
+            records.append(await self._download(entry.item, index, record.asset_id))
+        return records
+
+    def _intact(self, record: OutputRecord) -> bool:
+        path = self.paths.output / record.file
+        try:
+            return path.stat().st_size == record.size and hash_file(path) == record.sha256
+        except OSError:
+            return False
+
+    def _target(self, item: Item, index: int, name: str) -> Target:
+        suffix = Path(name).suffix or ".png"
+        rel = output_name(item, index, "")
+        rel = rel[: -len(Path(rel).suffix)] + suffix
+        return Target(rel, self.paths.output / rel)
+
+    def _commit(self, entry: PlanEntry, records: Sequence[OutputRecord]) -> None:
+        """The item is done: its lock entry joins the next flush; stale files of it go."""
+        assert entry.item is not None and entry.fingerprint is not None
+        old = self.lock.items.get(entry.moved_from or entry.key)
+        kept = {record.file for record in records}
+        if old is not None:
+            for record in old.outputs:
+                if record.file not in kept:
+                    (self.paths.output / record.file).unlink(missing_ok=True)
+        if entry.moved_from:
+            self.lock.items.pop(entry.moved_from, None)
+        if self.options.restore_by_regenerating:
+            records = [record.model_copy(update={"asset_id": None}) for record in records]
+        for record in records:
+            path = self.paths.output / record.file
+            self.stat_cache.remember(record.file, path.stat(), record.sha256)
+        self.lock.items[entry.key] = LockEntry(
+            fingerprint=entry.fingerprint,
+            request=dict(entry.request or {}),
+            seed_derived=entry.item.seed_derived,
+            outputs=tuple(records),
+        )
+        self._dirty = True
+        self._forget.append(entry.fingerprint)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """An idempotent call (reads) under the retry policy."""
+        return await self.options.retry.call(fn, sleep=self.sleep, rng=self.rng)
+
+    def _now_iso(self) -> str:
+        return datetime.fromtimestamp(self.wall(), UTC).isoformat()
+

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from pipeline.errors import ApiRejected, ApiTransient, ApiUnreachable
+from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
+
+
+class FakeSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def flaky(*errors: Exception) -> tuple[list[int], object]:
+    calls: list[int] = []
+    queue = list(errors)
+
+    async def fn() -> str:
+        calls.append(1)
+        if queue:
+            raise queue.pop(0)
+        return "ok"
+
+    return calls, fn
+
+
+async def test_gives_up_after_the_attempts_and_reraises_the_last_error() -> None:
+    sleep = FakeSleep()
+    errors = [ApiTransient(503, f"busy {n}") for n in range(6)]
+    calls, fn = flaky(*errors)
+    with pytest.raises(ApiTransient, match="busy 5"):
+        await RetryPolicy(attempts=6).call(fn, sleep=sleep, rng=random.Random(1))  # type: ignore[arg-type]
+    assert len(calls) == 6
+    assert len(sleep.delays) == 5
+
+
+async def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    sleep = FakeSleep()
+    calls, fn = flaky(*[ApiUnreachable("refused", maybe_sent=False) for _ in range(7)])
+    policy = RetryPolicy(attempts=8, base=0.5, cap=8.0)
+    assert await policy.call(fn, sleep=sleep, rng=random.Random(7)) == "ok"  # type: ignore[arg-type]
+    ceilings = [0.5, 1, 2, 4, 8, 8, 8]
+    assert len(sleep.delays) == 7
+    for delay, ceiling in zip(sleep.delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_retry_after_is_honoured_and_capped() -> None:
+    sleep = FakeSleep()
+    _, fn = flaky(
+        ApiTransient(429, "slow down", retry_after=3.0),
+        ApiTransient(503, "later", retry_after=86_400.0),
+    )
+    await RetryPolicy(retry_after_cap=60).call(fn, sleep=sleep)  # type: ignore[arg-type]
+    assert sleep.delays == [3.0, 60.0]
+
+
+async def test_rejected_requests_are_never_retried() -> None:
+    sleep = FakeSleep()
+    calls, fn = flaky(ApiRejected(400, "width must be a multiple of 16"))
+    with pytest.raises(ApiRejected):
+        await RetryPolicy().call(fn, sleep=sleep)  # type: ignore[arg-type]
+    assert len(calls) == 1
+    assert sleep.delays == []
+
+
+async def test_slow_start_grows_per_accepted_submission_up_to_the_ceiling() -> None:
+    limit = AdaptiveLimit(ceiling=5, start=2)
+    for _ in range(10):
+        await limit.accepted()
+    assert limit.limit == 5
+
+
+async def test_parallel_cap_rejection_sets_the_window_to_the_jobs_in_flight() -> None:
+    limit = AdaptiveLimit(ceiling=100, start=100)
+    for _ in range(21):
+        await limit.acquire()
+    await limit.rejected()  # the 21st submission got the 429
+    assert limit.limit == 20
+    assert limit.cap_seen == 20
+    await limit.release(completed=False)  # the rejected one gives its slot back
+    assert limit.in_flight == 20
+    waiter = asyncio.create_task(limit.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # full at the cap
+    await limit.release(completed=True)
+    await asyncio.wait_for(waiter, 1)
+    assert limit.in_flight == 20
+
+
+async def test_probes_upwards_after_a_run_of_completions_and_backs_off_after_a_failed_probe() -> None:
+    limit = AdaptiveLimit(ceiling=100, start=100)
+    for _ in range(11):
+        await limit.acquire()
+    await limit.rejected()
+    await limit.release(completed=False)
+    assert limit.limit == 10
+    for _ in range(10):  # ten completions at the cap: probe one step up
+        await limit.release(completed=True)
+        await limit.acquire()
+    assert limit.limit == 11
+    await limit.acquire()
+    await limit.rejected()  # the probe failed: back to 10, and the next probe waits twice as long
+    await limit.release(completed=False)
+    assert limit.limit == 10
+    for _ in range(19):
+        await limit.release(completed=True)
+        await limit.acquire()
+    assert limit.limit == 10
+    await limit.release(completed=True)
+    assert limit.limit == 11
+    assert limit.rejections == 2
+
+
+def test_first_poll_lands_when_jobs_usually_finish_then_backs_off_with_age() -> None:
+    clock = PollClock(first=1.0)
+    assert clock.next_delay(0.0) == pytest.approx(1.02)
+    for _ in range(5):
+        clock.observe(3.0)
+    assert clock.next_delay(0.0) == pytest.approx(3.02)
+    assert clock.next_delay(3.5) == pytest.approx(0.875)
+    assert clock.next_delay(100.0) == 10.0
+    assert clock.next_delay(3.01) == pytest.approx(0.7525)

@@ -1,0 +1,126 @@
+"""`pipeline run` end to end: the real CLI against the emulator, in process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import pipeline.backend
+from pipeline.emulator import Emulator, EmulatorConfig
+from tests.e2e import FAST, copy_examples, generates, invoke, lock_bytes, summary
+
+
+@pytest.fixture
+def game(repo: Path) -> Path:
+    return copy_examples(repo)
+
+
+@pytest.fixture
+def make_local(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """make_local(**config): the emulator the CLI's local backend will use."""
+
+    def make(**config: object) -> Emulator:
+        emu = Emulator(EmulatorConfig(**{**FAST, **config}))  # type: ignore[arg-type]
+        monkeypatch.setattr(pipeline.backend, "local_emulator", lambda: emu)
+        return emu
+
+    return make
+
+
+def test_first_run_generates_every_example_and_a_rerun_does_nothing(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+    emu = make_local()
+    result = invoke(game, "run")
+    assert result.exit_code == 0, result.stderr
+    assert generates(emu) == 21
+    assert result.stderr.splitlines()[-1].startswith("done in ")
+    assert "21 generated, 0 restored, 0 unchanged, 0 failed" in result.stderr
+    with Image.open(game / "output" / "ui-icons" / "gold-coin_2.png") as coin:
+        assert coin.size == (512, 512)
+    with Image.open(game / "output" / "characters" / "mage-angry.png") as portrait:
+        assert portrait.size == (768, 1024)
+    index = json.loads((game / "output" / "tiles" / "index.json").read_text())
+    assert [item["id"] for item in index["items"]] == ["dirt", "grass", "lava", "stone-path", "water"]
+    assert index["items"][2]["seed"] == 666
+    assert index["items"][2]["files"][0]["file"] == "lava.png"
+
+    before = lock_bytes(game)
+    emu.stats.reset()
+    again = invoke(game, "run")
+    assert again.exit_code == 0
+    assert sum(emu.stats.requests.values()) == 0  # not a single API call
+    assert lock_bytes(game) == before
+    assert "0 generated, 0 restored, 21 unchanged, 0 failed" in again.stderr
+    assert invoke(game, "plan", "--check").exit_code == 0
+
+
+def test_editing_one_prompt_regenerates_exactly_that_item(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+    emu = make_local()
+    invoke(game, "run")
+    sword = game / "output" / "ui-icons" / "iron-sword.png"
+    others = {p: p.read_bytes() for p in (game / "output").rglob("*.png") if p != sword}
+    before = sword.read_bytes()
+    manifest = game / "manifests" / "ui-icons.yaml"
+    manifest.write_text(manifest.read_text().replace("iron sword icon", "steel sword icon"))
+    emu.stats.reset()
+    result = invoke(game, "run", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert generates(emu) == 1
+    assert summary(result)["counts"]["generated"] == 1
+    assert sword.read_bytes() != before
+    assert all(path.read_bytes() == data for path, data in others.items())
+
+
+def test_a_deleted_output_is_restored_with_the_same_bytes(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+    make_local()
+    invoke(game, "run")
+    lava = game / "output" / "tiles" / "lava.png"
+    before, lock = lava.read_bytes(), lock_bytes(game)
+    lava.unlink()
+    result = invoke(game, "run")
+    assert result.exit_code == 0
+    assert "1 restored" in result.stderr
+    assert lava.read_bytes() == before  # the local backend's art is deterministic
+    assert lock_bytes(game) == lock
+
+
+def test_the_parallel_cap_is_found_and_kept_full(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+    emu = make_local(parallel_cap=3, job_duration="fixed:0.1")
+    result = invoke(game, "run", "--concurrency", "50")
+    assert result.exit_code == 0, result.stderr
+    assert emu.stats.max_in_flight == 3
+    assert emu.stats.statuses[429] <= 5
+    assert emu.stats.duplicate_generates == 0
+
+
+def test_faults_on_every_endpoint_cost_no_duplicate_and_lose_nothing(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+    emu = make_local(faults="error_500=0.07,error_503=0.07,drop=0.06,timeout=0.05,timeout_delay=0.01")
+    result = invoke(game, "run")
+    assert result.exit_code == 0, result.stderr
+    assert len(list((game / "output").rglob("*.png"))) == 22
+    assert sum(emu.stats.faults.values()) > 5
+    assert emu.stats.duplicate_generates == 0
+
+
+def test_a_failed_job_and_a_rejected_request_fail_alone(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+    tiles = game / "manifests" / "tiles.yaml"
+    tiles.write_text(tiles.read_text().replace("    seed: 666\n", "    seed: 666\n    width: 520\n"))
+    make_local()
+    assert invoke(game, "run", "characters").exit_code == 0  # done before the trouble
+    make_local(faults="generate:job_failure=1")
+    result = invoke(game, "run", "--json", "tiles")
+    assert result.exit_code == 1
+    doc = summary(result)
+    states = {item["key"]: (item["state"], item["error"]) for item in doc["items"]}
+    state, error = states["tiles/lava"]
+    assert state == "failed"
+    assert error.startswith("manifests/tiles.yaml:17:12: items[1].width: 520 is not a multiple of 16")
+    state, error = states["tiles/grass"]
+    assert state == "failed"
+    assert "ended failure" in error and "hint:" in error
+    assert doc["counts"]["failed"] == 5
+    assert "5 item(s) failed, 0 done and kept" in result.stderr
+    assert len(list((game / "output" / "characters").glob("*.png"))) == 7
+    assert not (game / "output" / "tiles").exists()
