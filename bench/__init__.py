@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print tables and write BENCHMARKS.md. Not tests; `make bench` runs them."""
+"""Benchmarks: scripts that print tables and write BENCHMARKS.md. Not tests: `make bench`."""

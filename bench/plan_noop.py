@@ -92,9 +92,7 @@ def _process(args: list[str], repeat: int) -> tuple[float, list[float]]:
 
 
 def _snapshot(root: Path) -> dict[str, int]:
-    return {
-        str(path): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()
-    }
+    return {str(path): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
 
 
 def measure(items: int, repeat: int) -> list[tuple[str, float, list[float]]]:
@@ -106,28 +104,49 @@ def measure(items: int, repeat: int) -> list[tuple[str, float, list[float]]]:
         exe = [sys.executable, "-m", "pipeline", "-C", str(root)]
         before = _snapshot(root)
         rows.append(("`pipeline plan` (whole process)", *_process([*exe, "plan"], repeat)))
-        rows.append(("`pipeline plan --json` (whole process)", *_process([*exe, "plan", "--json"], repeat)))
+        rows.append(
+            ("`pipeline plan --json` (whole process)", *_process([*exe, "plan", "--json"], repeat))
+        )
         if _snapshot(root) != before:
             raise SystemExit("plan wrote or touched files: it must not")
-        rows.append(("start-up: python + imports", *_process(
-            [sys.executable, "-c", "import pipeline.cli"], repeat)))
+        rows.append(
+            (
+                "start-up: python + imports",
+                *_process([sys.executable, "-c", "import pipeline.cli"], repeat),
+            )
+        )
         rows.append(("python alone", *_process([sys.executable, "-c", "pass"], repeat)))
         text = (root / "manifests" / "big.yaml").read_bytes()
-        rows.append(("YAML parse (C loader)", *_timed(
-            lambda: yaml.load(text, Loader=yaml.CSafeLoader), repeat)))
+        rows.append(
+            (
+                "YAML parse (C loader)",
+                *_timed(lambda: yaml.load(text, Loader=yaml.CSafeLoader), repeat),
+            )
+        )
         settings = load_settings(root)
-        rows.append(("load + validate + expand", *_timed(
-            lambda: load_manifests(root, settings), repeat)))
+        rows.append(
+            ("load + validate + expand", *_timed(lambda: load_manifests(root, settings), repeat))
+        )
         collections = load_manifests(root, settings)
         all_items = collections[0].items
         rows.append(("read lock", *_timed(lambda: read_lock(root / "assets.lock"), repeat)))
-        rows.append(("fingerprints", *_timed(
-            lambda: [fingerprint_of(request_of(item, "local")) for item in all_items], repeat)))
+        rows.append(
+            (
+                "fingerprints",
+                *_timed(
+                    lambda: [fingerprint_of(request_of(item, "local")) for item in all_items],
+                    repeat,
+                ),
+            )
+        )
         lock = read_lock(root / "assets.lock")
 
         def plan_only() -> None:
             result = make_plan(
-                all_items, lock, backend="local", output_dir=root / "output",
+                all_items,
+                lock,
+                backend="local",
+                output_dir=root / "output",
                 stat_cache=StatCache.load(root / STATE_DIR),
             )
             assert result.count(State.UNCHANGED) == items, "the repo is not settled"

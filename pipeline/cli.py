@@ -22,12 +22,12 @@ import click
 
 from pipeline import __version__
 from pipeline.backend import LOCAL_FIRST_POLL, BackendChoice, open_client, resolve_backend
+from pipeline.collect import write_index
 from pipeline.errors import InvalidInput, PipelineError, RunFailed
 from pipeline.lockfile import Lockfile, read_lock, write_lock
-from pipeline.collect import write_index
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
 from pipeline.plan import Plan, PlanEntry, State, make_plan
-from pipeline.schedule import Event, Outcome, RunOptions, RunPaths, RunReport, Runner
+from pipeline.schedule import Event, Outcome, Runner, RunOptions, RunPaths, RunReport
 from pipeline.state import STATE_DIR, StatCache
 
 _BACKENDS = click.Choice(["auto", "scenario", "local"])
@@ -118,8 +118,12 @@ def plan(
 @click.argument("select", nargs=-1)
 @click.option("--force", is_flag=True, help="Regenerate the selected items even if unchanged.")
 @click.option("--backend", type=_BACKENDS, default=None, help="Override pipeline.yaml's backend.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Most jobs in flight (the account's cap is found by itself below this).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most jobs in flight (the account's cap is found by itself below this).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.pass_obj
 def run(
@@ -135,9 +139,7 @@ def run(
     SELECT is `collection` or `collection/item`; globs allowed. Exit 0 when all is done, 1 when
     some items failed (the rest is kept), 2 on invalid input, 130 when interrupted.
     """
-    settings = load_settings(project.root).with_overrides(
-        backend=backend, concurrency=concurrency
-    )
+    settings = load_settings(project.root).with_overrides(backend=backend, concurrency=concurrency)
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
     _say(f"backend: {choice.kind} ({choice.reason})")
@@ -159,7 +161,9 @@ def run(
         sys.exit(130)
     failures = report.failures
     if failures:
-        raise RunFailed(failures, done=report.count(Outcome.GENERATED) + report.count(Outcome.RESTORED))
+        raise RunFailed(
+            failures, done=report.count(Outcome.GENERATED) + report.count(Outcome.RESTORED)
+        )
 
 
 async def _run(
@@ -292,13 +296,26 @@ def prune(project: _Project, dry_run: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8787, show_default=True)
-@click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Keep jobs and assets in DIR across restarts.")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep jobs and assets in DIR across restarts.",
+)
 @click.option("--seed", type=int, default=None, help="Make ids, durations and faults repeatable.")
-@click.option("--job-duration", default="2", show_default=True,
-              help="Seconds per job: N, fixed:N, uniform:A,B or lognormal:MU,SIGMA.")
-@click.option("--parallel-cap", type=click.IntRange(min=1), default=None,
-              help="Jobs in flight before 429 parallel-custom-jobs.")
+@click.option(
+    "--job-duration",
+    default="2",
+    show_default=True,
+    help="Seconds per job: N, fixed:N, uniform:A,B or lognormal:MU,SIGMA.",
+)
+@click.option(
+    "--parallel-cap",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs in flight before 429 parallel-custom-jobs.",
+)
 @click.option("--rate-limit", type=float, default=None, help="Requests per second on /v1.")
 @click.option("--faults", default="", help="e.g. 'error_500=0.1,drop=0.05,generate:timeout=0.2'.")
 @click.option("--key", default="local", show_default=True, help="The API key it accepts.")
@@ -321,8 +338,13 @@ def emulator(
 
     try:
         config = EmulatorConfig(
-            api_key=key, api_secret=secret, job_duration=job_duration,
-            parallel_cap=parallel_cap, rate_limit=rate_limit, seed=seed, faults=faults,
+            api_key=key,
+            api_secret=secret,
+            job_duration=job_duration,
+            parallel_cap=parallel_cap,
+            rate_limit=rate_limit,
+            seed=seed,
+            faults=faults,
             state_dir=state_dir,
         )
     except ValueError as exc:
@@ -366,7 +388,9 @@ def _plan_json(result: Plan, settings: Settings) -> dict[str, Any]:
 
 def _entry_json(entry: PlanEntry, settings: Settings) -> dict[str, Any]:
     collection, _, item_id = entry.key.partition("/")
-    files = [f"{settings.output}/{out.file}" for out in entry.locked.outputs] if entry.locked else []
+    files = (
+        [f"{settings.output}/{out.file}" for out in entry.locked.outputs] if entry.locked else []
+    )
     data: dict[str, Any] = {
         "key": entry.key,
         "collection": collection,
@@ -421,4 +445,3 @@ def _s(count: int) -> str:
 def main() -> None:
     """The `pipeline` console script."""
     cli(prog_name="pipeline")
-

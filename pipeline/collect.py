@@ -1,10 +1,10 @@
 """Collect: download an output, check it, and put it in place. Owns the files under output/.
 
 A download streams to a temp file beside its target while it is hashed and counted (a size cap
-stops a server that never ends), then pillow checks that it decodes as the announced image with the
-announced size; only then is it fsync'd and renamed over the target. A reader or a crash sees the old
-file or the new one, whole: a good file is never replaced by a bad one. The lock is not written
-here (the scheduler does that once every output of an item is placed).
+stops a server that never ends), then pillow checks that it decodes as the announced image with
+the announced size; only then is it fsync'd and renamed over the target. A reader or a crash sees
+the old file or the new one, whole: a good file is never replaced by a bad one. The lock is not
+written here (the scheduler does that once every output of an item is placed).
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ from pipeline.wire import Asset
 
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 _CHUNK = 1 << 16
-_FORMATS = {"image/png": ("PNG", ".png"), "image/jpeg": ("JPEG", ".jpg"),
-            "image/webp": ("WEBP", ".webp")}
+_FORMATS = {
+    "image/png": ("PNG", ".png"),
+    "image/jpeg": ("JPEG", ".jpg"),
+    "image/webp": ("WEBP", ".webp"),
+}
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,13 @@ def _verify(path: Path, asset: Asset, expected_format: str) -> tuple[int, int]:
             with Image.open(path) as image:
                 image_format, (width, height) = image.format, image.size
                 image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise DownloadError(asset.id, f"not a readable image ({exc})") from None
     if image_format != expected_format:
         raise DownloadError(asset.id, f"is {image_format}, announced as {asset.mime_type}")

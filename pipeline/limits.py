@@ -78,6 +78,7 @@ class RetryPolicy:
             retry=retry_if_exception(retry_if),
             reraise=True,
         )
+
         async def attempt() -> T:  # tenacity calls a plain callable (a lambda) without awaiting
             return await fn()
 

@@ -39,8 +39,11 @@ class OutputRecord(_Strict):
     @classmethod
     def _inside_output(cls, value: str) -> str:
         parts = value.split("/")
-        if not value or value.startswith("/") or "\\" in value or any(
-            part in ("", ".", "..") for part in parts
+        if (
+            not value
+            or value.startswith("/")
+            or "\\" in value
+            or any(part in ("", ".", "..") for part in parts)
         ):
             raise ValueError(f"{value!r} is not a relative path inside the output folder")
         return value

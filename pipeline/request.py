@@ -26,7 +26,11 @@ WIRE_NAMES = {
     "outputs": "numOutputs",
     "seed": "seed",
 }
-_NUMERIC = {"number": (int, float), "string": (str,), "boolean": (bool,)}
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+}
 
 
 def build_body(item: Item, model: Model) -> tuple[dict[str, Any], list[Problem]]:
@@ -100,13 +104,13 @@ def _check(spec: ModelInput, value: Any) -> str:
     if spec.allowed_values is not None and value not in spec.allowed_values:
         allowed = ", ".join(repr(v) for v in spec.allowed_values)
         return f"{value!r} is not one of {allowed}"
-    kinds = _NUMERIC.get(spec.type)
+    kinds = _SCALARS.get(spec.type)
     if kinds is not None:
         if isinstance(value, bool) != (spec.type == "boolean") or not isinstance(value, kinds):
             return f"expected a {spec.type}, got {value!r}"
-        if spec.type == "number":
+        if isinstance(value, int | float) and not isinstance(value, bool):
             return _check_number(spec, value)
-        if spec.type == "string" and spec.max_length is not None and len(value) > spec.max_length:
+        if isinstance(value, str) and spec.max_length is not None and len(value) > spec.max_length:
             return f"longer than {spec.max_length} characters"
     if spec.type.endswith("_array"):
         if not isinstance(value, list):

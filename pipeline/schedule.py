@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.client import ApiClient
 from pipeline.collect import MAX_DOWNLOAD_BYTES, Target, copy_output, fetch, output_name
@@ -51,6 +51,7 @@ from pipeline.request import build_body
 from pipeline.state import StatCache
 from pipeline.wire import Job, Model
 
+T = TypeVar("T")
 _TERMINAL_FAILURES = frozenset({"failure", "canceled"})
 _MAX_CAP_REJECTIONS = 200  # 429 parallel-custom-jobs for one item before it gives up
 
@@ -402,7 +403,9 @@ class Runner:
                 self.polls.observe(self.clock() - started)
                 return job
             if job.status in _TERMINAL_FAILURES:
-                raise JobFailed(job_id, job.status, job.metadata.error or "", job.metadata.hint or "")
+                raise JobFailed(
+                    job_id, job.status, job.metadata.error or "", job.metadata.hint or ""
+                )
 
     # --- collecting and restoring ------------------------------------------------------------
 
@@ -489,10 +492,9 @@ class Runner:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """An idempotent call (reads) under the retry policy."""
         return await self.options.retry.call(fn, sleep=self.sleep, rng=self.rng)
 
     def _now_iso(self) -> str:
         return datetime.fromtimestamp(self.wall(), UTC).isoformat()
-

@@ -1,4 +1,4 @@
-"""End-to-end helpers: the example game in a temp repo, an emulator the CLI will use, served ones."""
+"""End-to-end helpers: the example game in a temp repo, emulators in process and served."""
 
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ def loopback_env(base_url: str) -> dict[str, str]:
     """Environment for a CLI subprocess that talks to a served emulator as the real API."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCENARIO_")}
     env.update(
-        SCENARIO_BASE_URL=base_url, SCENARIO_API_KEY="local", SCENARIO_API_SECRET="local",
+        SCENARIO_BASE_URL=base_url,
+        SCENARIO_API_KEY="local",
+        SCENARIO_API_SECRET="local",
         NO_COLOR="1",
     )
     return env
@@ -89,7 +91,11 @@ def loopback_env(base_url: str) -> dict[str, str]:
 def run_process(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", "-C", str(root), *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

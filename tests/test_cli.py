@@ -41,8 +41,10 @@ def test_validate_accepts_the_examples(game: Path) -> None:
         ("items: [\n", "manifests/bad.yaml:2:1"),
         ("items:\n  - id: a\n    promt: x\n    model: m\n", "manifests/bad.yaml:3:5: items[0]"),
         ("items:\n  - {id: a, prompt: x, model: m, seed: big}\n", "items[0].seed"),
-        ("items:\n  - {id: a, prompt: x, model: m}\n  - {id: a, prompt: y, model: m}\n",
-         "duplicate id 'a'"),
+        (
+            "items:\n  - {id: a, prompt: x, model: m}\n  - {id: a, prompt: y, model: m}\n",
+            "duplicate id 'a'",
+        ),
         ("items:\n  - {id: ../a, prompt: x, model: m}\n", "items[0].id"),
         ("items:\n  - {id: a, prompt: '{x} sword', model: m}\n", "{x}"),
     ],
@@ -89,9 +91,7 @@ def test_plan_json_is_one_document_on_stdout(game: Path) -> None:
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["backend"] == "local"
-    assert doc["counts"] == {
-        "new": 0, "changed": 0, "missing": 1, "unchanged": 4, "orphaned": 0
-    }
+    assert doc["counts"] == {"new": 0, "changed": 0, "missing": 1, "unchanged": 4, "orphaned": 0}
     lava = next(item for item in doc["items"] if item["key"] == "tiles/lava")
     assert lava == {
         "key": "tiles/lava",

@@ -42,7 +42,7 @@ async def test_gives_up_after_the_attempts_and_reraises_the_last_error() -> None
 
 async def test_backoff_grows_with_jitter_and_is_capped() -> None:
     sleep = FakeSleep()
-    calls, fn = flaky(*[ApiUnreachable("refused", maybe_sent=False) for _ in range(7)])
+    _, fn = flaky(*[ApiUnreachable("refused", maybe_sent=False) for _ in range(7)])
     policy = RetryPolicy(attempts=8, base=0.5, cap=8.0)
     assert await policy.call(fn, sleep=sleep, rng=random.Random(7)) == "ok"  # type: ignore[arg-type]
     ceilings = [0.5, 1, 2, 4, 8, 8, 8]
@@ -94,7 +94,9 @@ async def test_parallel_cap_rejection_sets_the_window_to_the_jobs_in_flight() ->
     assert limit.in_flight == 20
 
 
-async def test_probes_upwards_after_a_run_of_completions_and_backs_off_after_a_failed_probe() -> None:
+async def test_probes_upwards_after_a_run_of_completions_and_backs_off_after_a_failed_probe() -> (
+    None
+):
     limit = AdaptiveLimit(ceiling=100, start=100)
     for _ in range(11):
         await limit.acquire()

@@ -106,8 +106,11 @@ def test_renaming_the_file_or_reordering_items_changes_no_fingerprint(
     path.unlink()
     reordered = ICONS.replace(
         "      - id: coin\n        prompt: gold coin\n        outputs: 2\n", ""
-    ).replace("    items:\n", "    items:\n      - id: coin\n        outputs: 2\n"
-              "        prompt: gold coin   # a comment\n")
+    ).replace(
+        "    items:\n",
+        "    items:\n      - id: coin\n        outputs: 2\n"
+        "        prompt: gold coin   # a comment\n",
+    )
     write("manifests/other-name.yaml", reordered)
     assert fingerprints(plan_of(repo)) == before
 
@@ -144,9 +147,12 @@ def test_missing_altered_and_intact_files(repo: Path, write: WriteFile) -> None:
     result = states(plan_of(repo))
     assert result["ui-icons/iron-sword"] == ("missing", ("output/ui-icons/iron-sword.png is gone",))
     state, (reason,) = result["ui-icons/wooden-shield"]
-    assert state == "missing" and reason.startswith("output/ui-icons/wooden-shield.png was altered (size 5")
+    assert state == "missing" and reason.startswith(
+        "output/ui-icons/wooden-shield.png was altered (size 5"
+    )
     assert result["ui-icons/iron-shield"] == (
-        "missing", ("output/ui-icons/iron-shield.png was altered (content differs from the lock)",)
+        "missing",
+        ("output/ui-icons/iron-shield.png was altered (content differs from the lock)",),
     )
     assert result["ui-icons/coin"] == ("unchanged", ())
 
@@ -173,7 +179,9 @@ def test_stat_cache_spares_the_hash(
 def test_orphans_are_listed_and_not_pending(repo: Path, write: WriteFile) -> None:
     path = write("manifests/icons.yaml", ICONS)
     settle(repo)
-    path.write_text(path.read_text().replace("matrix: {metal: [wooden, iron]}", "matrix: {metal: [iron]}"))
+    path.write_text(
+        path.read_text().replace("matrix: {metal: [wooden, iron]}", "matrix: {metal: [iron]}")
+    )
     plan = plan_of(repo)
     assert states(plan)["ui-icons/wooden-shield"] == ("orphaned", ("no longer in the manifests",))
     assert plan.pending == []
@@ -181,14 +189,18 @@ def test_orphans_are_listed_and_not_pending(repo: Path, write: WriteFile) -> Non
 
 def test_select_by_collection_item_and_glob(repo: Path, write: WriteFile) -> None:
     write("manifests/icons.yaml", ICONS)
-    write("manifests/tiles.yaml", """
+    write(
+        "manifests/tiles.yaml",
+        """
         defaults: {model: m}
         items:
           - {id: grass, prompt: grass}
-    """)
+    """,
+    )
     assert [e.key for e in plan_of(repo, "tiles").entries] == ["tiles/grass"]
     assert [e.key for e in plan_of(repo, "ui-icons/*-shield").entries] == [
-        "ui-icons/wooden-shield", "ui-icons/iron-shield"
+        "ui-icons/wooden-shield",
+        "ui-icons/iron-shield",
     ]
     with pytest.raises(InvalidInput, match="'nope' matches no collection or item"):
         plan_of(repo, "nope")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -18,19 +20,24 @@ def game(repo: Path) -> Path:
     return copy_examples(repo)
 
 
+MakeLocal = Callable[..., Emulator]
+
+
 @pytest.fixture
-def make_local(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def make_local(monkeypatch: pytest.MonkeyPatch) -> MakeLocal:
     """make_local(**config): the emulator the CLI's local backend will use."""
 
-    def make(**config: object) -> Emulator:
-        emu = Emulator(EmulatorConfig(**{**FAST, **config}))  # type: ignore[arg-type]
+    def make(**config: Any) -> Emulator:
+        emu = Emulator(EmulatorConfig(**{**FAST, **config}))
         monkeypatch.setattr(pipeline.backend, "local_emulator", lambda: emu)
         return emu
 
     return make
 
 
-def test_first_run_generates_every_example_and_a_rerun_does_nothing(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+def test_first_run_generates_every_example_and_a_rerun_does_nothing(
+    game: Path, make_local: MakeLocal
+) -> None:
     emu = make_local()
     result = invoke(game, "run")
     assert result.exit_code == 0, result.stderr
@@ -42,7 +49,13 @@ def test_first_run_generates_every_example_and_a_rerun_does_nothing(game: Path, 
     with Image.open(game / "output" / "characters" / "mage-angry.png") as portrait:
         assert portrait.size == (768, 1024)
     index = json.loads((game / "output" / "tiles" / "index.json").read_text())
-    assert [item["id"] for item in index["items"]] == ["dirt", "grass", "lava", "stone-path", "water"]
+    assert [item["id"] for item in index["items"]] == [
+        "dirt",
+        "grass",
+        "lava",
+        "stone-path",
+        "water",
+    ]
     assert index["items"][2]["seed"] == 666
     assert index["items"][2]["files"][0]["file"] == "lava.png"
 
@@ -56,7 +69,9 @@ def test_first_run_generates_every_example_and_a_rerun_does_nothing(game: Path, 
     assert invoke(game, "plan", "--check").exit_code == 0
 
 
-def test_editing_one_prompt_regenerates_exactly_that_item(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+def test_editing_one_prompt_regenerates_exactly_that_item(
+    game: Path, make_local: MakeLocal
+) -> None:
     emu = make_local()
     invoke(game, "run")
     sword = game / "output" / "ui-icons" / "iron-sword.png"
@@ -73,7 +88,9 @@ def test_editing_one_prompt_regenerates_exactly_that_item(game: Path, make_local
     assert all(path.read_bytes() == data for path, data in others.items())
 
 
-def test_a_deleted_output_is_restored_with_the_same_bytes(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+def test_a_deleted_output_is_restored_with_the_same_bytes(
+    game: Path, make_local: MakeLocal
+) -> None:
     make_local()
     invoke(game, "run")
     lava = game / "output" / "tiles" / "lava.png"
@@ -86,7 +103,7 @@ def test_a_deleted_output_is_restored_with_the_same_bytes(game: Path, make_local
     assert lock_bytes(game) == lock
 
 
-def test_the_parallel_cap_is_found_and_kept_full(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+def test_the_parallel_cap_is_found_and_kept_full(game: Path, make_local: MakeLocal) -> None:
     emu = make_local(parallel_cap=3, job_duration="fixed:0.1")
     result = invoke(game, "run", "--concurrency", "50")
     assert result.exit_code == 0, result.stderr
@@ -95,8 +112,11 @@ def test_the_parallel_cap_is_found_and_kept_full(game: Path, make_local) -> None
     assert emu.stats.duplicate_generates == 0
 
 
-def test_faults_on_every_endpoint_cost_no_duplicate_and_lose_nothing(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
-    emu = make_local(faults="error_500=0.07,error_503=0.07,drop=0.06,timeout=0.05,timeout_delay=0.01")
+def test_faults_on_every_endpoint_cost_no_duplicate_and_lose_nothing(
+    game: Path, make_local: MakeLocal
+) -> None:
+    faults = "error_500=0.07,error_503=0.07,drop=0.06,timeout=0.05,timeout_delay=0.01"
+    emu = make_local(faults=faults)
     result = invoke(game, "run")
     assert result.exit_code == 0, result.stderr
     assert len(list((game / "output").rglob("*.png"))) == 22
@@ -104,9 +124,10 @@ def test_faults_on_every_endpoint_cost_no_duplicate_and_lose_nothing(game: Path,
     assert emu.stats.duplicate_generates == 0
 
 
-def test_a_failed_job_and_a_rejected_request_fail_alone(game: Path, make_local) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_job_and_a_rejected_request_fail_alone(game: Path, make_local: MakeLocal) -> None:
     tiles = game / "manifests" / "tiles.yaml"
-    tiles.write_text(tiles.read_text().replace("    seed: 666\n", "    seed: 666\n    width: 520\n"))
+    text = tiles.read_text()
+    tiles.write_text(text.replace("    seed: 666\n", "    seed: 666\n    width: 520\n"))
     make_local()
     assert invoke(game, "run", "characters").exit_code == 0  # done before the trouble
     make_local(faults="generate:job_failure=1")
@@ -116,7 +137,9 @@ def test_a_failed_job_and_a_rejected_request_fail_alone(game: Path, make_local) 
     states = {item["key"]: (item["state"], item["error"]) for item in doc["items"]}
     state, error = states["tiles/lava"]
     assert state == "failed"
-    assert error.startswith("manifests/tiles.yaml:17:12: items[1].width: 520 is not a multiple of 16")
+    assert error.startswith(
+        "manifests/tiles.yaml:17:12: items[1].width: 520 is not a multiple of 16"
+    )
     state, error = states["tiles/grass"]
     assert state == "failed"
     assert "ended failure" in error and "hint:" in error

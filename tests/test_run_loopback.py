@@ -57,7 +57,10 @@ def test_a_killed_run_resumes_without_paying_twice(game: Path, kill: signal.Sign
         env = loopback_env(url)
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "-C", str(game), "run"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         _wait_for_jobs(lambda: emu.stats.jobs_created, 6)
         os.kill(process.pid, kill)
