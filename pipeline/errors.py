@@ -136,6 +136,11 @@ class ApiTransient(ApiStatusError):
     transient = True
 
     @property
+    def maybe_sent(self) -> bool:
+        """Whether the server may have acted on the request: all but a 429 (refused at the door)."""
+        return self.status != 429
+
+    @property
     def parallel_limit(self) -> bool:
         """True when a 429 says the account's cap on jobs in flight was hit."""
         action = self.details.get("actionName") or self.details.get("action") or ""

@@ -368,9 +368,7 @@ class Runner:
         delay = self.options.retry.delay(result.attempts, exc, self.rng)
         self.on_event(Event("retry", entry.key, f"{exc} (again in {delay:.1f}s)"))
         await self.sleep(delay)
-        maybe_sent = getattr(exc, "maybe_sent", True)
-        status = getattr(exc, "status", None)
-        if not maybe_sent or status == 429:
+        if isinstance(exc, ApiUnreachable | ApiTransient) and not exc.maybe_sent:
             return None
         return await self._reconcile(intent)
 

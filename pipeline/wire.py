@@ -1,4 +1,4 @@
-"""The Scenario API's response shapes as lenient pydantic models, field for field from scenario-api.md.
+"""The Scenario API's response shapes as lenient pydantic models, as scenario-api.md gives them.
 
 Owns only the wire format: camelCase aliases, extra fields kept, and only the fields the contract
 marks ✓ required (everything else optional), so a new server field or a missing nicety never breaks
