@@ -147,3 +147,39 @@ def test_a_failed_job_and_a_rejected_request_fail_alone(game: Path, make_local: 
     assert "5 item(s) failed, 0 done and kept" in result.stderr
     assert len(list((game / "output" / "characters").glob("*.png"))) == 7
     assert not (game / "output" / "tiles").exists()
+
+
+def test_truncated_downloads_and_expired_urls_are_fetched_again(
+    game: Path, make_local: MakeLocal
+) -> None:
+    emu = make_local(faults="download:truncate=0.1,download:expire=0.05,assets:expire=0.05")
+    result = invoke(game, "run")
+    assert result.exit_code == 0, result.stderr
+    assert emu.stats.faults["truncate"] > 0 and emu.stats.faults["expire"] > 0
+    assert generates(emu) == 21  # downloads retried, nothing generated twice
+    for png in (game / "output").rglob("*.png"):
+        with Image.open(png) as image:
+            image.load()
+    assert [p for p in game.rglob("*.part")] == []
+
+
+def test_prune_lists_then_removes_orphans_only(game: Path, make_local: MakeLocal) -> None:
+    make_local()
+    invoke(game, "run")
+    tiles = game / "manifests" / "tiles.yaml"
+    tiles.write_text(tiles.read_text().replace("[grass, dirt, stone-path, water]", "[grass, dirt]"))
+    dry = invoke(game, "prune", "--dry-run")
+    assert dry.exit_code == 0
+    assert dry.stderr.splitlines() == [
+        "would remove output/tiles/stone-path.png",
+        "would remove output/tiles/water.png",
+        "would prune 2 orphaned items",
+    ]
+    assert (game / "output" / "tiles" / "water.png").exists()
+    result = invoke(game, "prune")
+    assert result.exit_code == 0
+    assert not (game / "output" / "tiles" / "water.png").exists()
+    assert (game / "output" / "tiles" / "grass.png").exists()
+    lock = json.loads(lock_bytes(game))
+    assert "tiles/water" not in lock["items"] and "tiles/grass" in lock["items"]
+    assert invoke(game, "plan", "--check").exit_code == 0
