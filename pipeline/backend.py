@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pipeline.client import ApiClient, Credentials, base_url_from_env
-from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.credentials import Credentials
 from pipeline.errors import InvalidInput, Location, Problem
+
+if TYPE_CHECKING:
+    from pipeline.client import ApiClient
+    from pipeline.emulator import Emulator
 
 BackendKind = Literal["scenario", "local"]
 
@@ -58,6 +61,8 @@ LOCAL_FIRST_POLL = 0.25
 
 def local_emulator() -> Emulator:
     """The in-process emulator that serves the `local` backend."""
+    from pipeline.emulator import Emulator, EmulatorConfig  # here: `plan` never needs it
+
     return Emulator(EmulatorConfig(job_duration=LOCAL_JOB_DURATION))
 
 
@@ -65,6 +70,8 @@ def open_client(
     choice: BackendChoice, environ: Mapping[str, str], *, emulator: Emulator | None = None
 ) -> ApiClient:
     """An API client for the chosen backend (close it with `aclose` or `async with`)."""
+    from pipeline.client import ApiClient, base_url_from_env  # here: `plan` never needs it
+
     if choice.kind == "local":
         emu = emulator or local_emulator()
         credentials = Credentials(emu.config.api_key, emu.config.api_secret)

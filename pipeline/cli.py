@@ -12,23 +12,23 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline import __version__
-from pipeline.backend import LOCAL_FIRST_POLL, BackendChoice, open_client, resolve_backend
-from pipeline.collect import write_index
+from pipeline.backend import BackendChoice, resolve_backend
 from pipeline.errors import InvalidInput, PipelineError, RunFailed
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
 from pipeline.plan import Plan, PlanEntry, State, make_plan
-from pipeline.schedule import Event, Outcome, Runner, RunOptions, RunPaths, RunReport
 from pipeline.state import STATE_DIR, StatCache
+
+if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
+    from pipeline.schedule import RunOptions, RunPaths, RunReport
 
 _BACKENDS = click.Choice(["auto", "scenario", "local"])
 _SHOWN_LINES = 200
@@ -139,6 +139,9 @@ def run(
     SELECT is `collection` or `collection/item`; globs allowed. Exit 0 when all is done, 1 when
     some items failed (the rest is kept), 2 on invalid input, 130 when interrupted.
     """
+    from pipeline.backend import LOCAL_FIRST_POLL
+    from pipeline.schedule import Outcome, RunOptions, RunPaths
+
     settings = load_settings(project.root).with_overrides(backend=backend, concurrency=concurrency)
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
@@ -169,10 +172,20 @@ def run(
 async def _run(
     choice: BackendChoice, result: Plan, lock: Lockfile, paths: RunPaths, options: RunOptions
 ) -> RunReport:
+    from rich.console import Console
+
+    from pipeline.backend import open_client
+    from pipeline.progress import Progress, choose_live
+    from pipeline.schedule import Runner
+
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
+    live = choose_live(sys.stderr, os.environ)
+    console = Console(stderr=True)  # rich honours NO_COLOR itself
+    total = len(result.pending) + (result.count(State.UNCHANGED) if options.force else 0)
     async with open_client(choice, os.environ) as client:
+        progress = Progress(total, console=console, live=live)
         runner = Runner(
             client,
             result,
@@ -180,7 +193,7 @@ async def _run(
             paths,
             options=options,
             stat_cache=StatCache.load(paths.state),
-            on_event=_progress(len(result.pending)),
+            on_event=progress,
         )
 
         def on_interrupt() -> None:
@@ -196,31 +209,17 @@ async def _run(
 
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         try:
-            return await runner.run()
+            with progress:
+                return await runner.run()
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def _progress(total: int) -> Any:
-    started = time.monotonic()
-    done = 0
-
-    def on_event(event: Event) -> None:
-        nonlocal done
-        if event.kind in ("generated", "restored", "failed"):
-            done += 1
-        elapsed = time.monotonic() - started
-        line = f"[{done}/{total} {elapsed:5.1f}s] {event.kind:<9} {event.key}"
-        if event.detail and event.kind in ("failed", "retry", "attached"):
-            line += f": {event.detail}"
-        _say(line, fg="red" if event.kind == "failed" else None)
-
-    return on_event
-
-
 def _report_json(report: RunReport) -> dict[str, Any]:
+    from pipeline.schedule import Outcome
+
     return {
         "counts": {
             **{outcome.value: report.count(outcome) for outcome in Outcome},
@@ -243,6 +242,8 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 
 
 def _render_report(report: RunReport) -> None:
+    from pipeline.schedule import Outcome
+
     parts = [
         f"{report.count(Outcome.GENERATED)} generated",
         f"{report.count(Outcome.RESTORED)} restored",
@@ -258,6 +259,8 @@ def _render_report(report: RunReport) -> None:
 
 
 def _write_indexes(output: Path, collections: Sequence[Collection], lock: Lockfile) -> None:
+    from pipeline.collect import write_index
+
     for collection in collections:
         entries = [
             (item, lock.items[item.key].outputs)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from pipeline import __version__, wire
+from pipeline.credentials import Credentials
 from pipeline.errors import (
     ApiAuthError,
     ApiError,
@@ -28,7 +29,6 @@ from pipeline.errors import (
 from pipeline.protocol import (
     DEFAULT_BASE_URL,
     REASON_LIMIT,
-    Credentials,
     DryRun,
     Reply,
     base_url_from_env,

@@ -16,7 +16,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ async def fetch(
     if expected is None:
         raise DownloadError(asset.id, f"unsupported type {asset.mime_type!r}; expected an image")
     target.path.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.path.with_name(f".{target.path.name}.{os.getpid()}.{id(target):x}.part")
+    # One temp name per target: a download cut short by a crash is replaced by the next attempt.
+    temp = target.path.with_name(f".{target.path.name}.part")
     try:
         digest, size = await _stream(client, asset, temp, max_bytes)
         width, height = await asyncio.to_thread(_verify, temp, asset, expected[0])
@@ -127,13 +128,22 @@ def _verify(path: Path, asset: Asset, expected_format: str) -> tuple[int, int]:
     return width, height
 
 
+def sweep_temp_files(output_dir: Path, lockfile: Path, state_dir: Path) -> int:
+    """Remove temp files a killed run left behind (downloads, lock writes); how many went."""
+    stale = [*output_dir.glob("**/.*.part"), *output_dir.glob("**/.*.tmp")]
+    stale += [*lockfile.parent.glob(f".{lockfile.name}.*.tmp"), *state_dir.glob("**/.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def copy_output(source: Path, target: Target, record: OutputRecord) -> OutputRecord:
     """Restore a moved item's file from its old place (no download), checked against the lock."""
     data = source.read_bytes()
     if hashlib.sha256(data).hexdigest() != record.sha256:
         raise DownloadError(record.asset_id or "?", f"{source} no longer matches the lock")
     write_atomic(target.path, data)
-    return record.model_copy(update={"file": target.rel})
+    return replace(record, file=target.rel)
 
 
 def write_index(

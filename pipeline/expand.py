@@ -1,10 +1,8 @@
-"""Expansion: one manifest's shape-checked data into `Item`s (defaults, matrix, placeholders).
+"""Expansion: a manifest's shape-checked data into `Item`s, with the rules pydantic cannot express.
 
-Owns the rules pydantic cannot express: defaults merged under each item, matrix combinations in
-written order, `{name}` placeholders, ids and collection names safe as file names and unique
-(also ignoring case), params that do not shadow first-class keys and that JSON can carry. Reading
-files and the document's shape belong to manifest.py, which re-exports `Item`, `Lora` and
-`derive_seed`; problems come back as `Issue`s, located by yamlsrc only when there are any.
+Defaults merged under items, matrix combinations in written order, `{name}` placeholders, ids
+and collection names safe as file names and unique (ignoring case), params that neither shadow
+first-class keys nor hold what JSON cannot carry. Problems come back as `Issue`s (yamlsrc).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import Location
-from pipeline.yamlsrc import Issue, Key, Source, describe, render_path
+from pipeline.yamlsrc import Issue, Key, Source, describe, json_problem, parse_path, render_path
 
 MAX_EXPANSION = 100_000  # items one matrix may make: a typo should not hang the planner
 # params keys that a first-class key already sends: the key to write instead.
@@ -71,7 +69,9 @@ class Item:
 
     def locate(self, field: str = "") -> Location:
         """Where `field` (e.g. "width", "params.guidance") was set: the item, else defaults."""
-        steps = _field_steps(field)
+        steps = parse_path(field)
+        if steps[:1] == ("loras",):
+            steps = ("lora", *steps[1:])  # the Item's name for the manifest's `lora`
         item: tuple[Key, ...] = ("items", self.index)
         if self._source is None:
             return Location(self.file, path=render_path((*item, *steps)))
@@ -126,6 +126,9 @@ class Expander:
         paths = [issue.path for issue in known]
         heads = {path[0] for path in paths if path}
         self.bad_items = {path[1] for path in paths if len(path) >= 2 and path[0] == "items"}
+        self._bad_ids = {
+            path[1] for path in paths if path[:1] == ("items",) and path[2:3] == ("id",)
+        }
         items_ok = isinstance(data.get("items"), list) and ("items",) not in paths
         self.items: list[Any] = data["items"] if items_ok else []
         self.defaults: dict[str, Any] | None = None
@@ -144,7 +147,16 @@ class Expander:
         for index, spec in enumerate(self.items):
             if index not in self.bad_items:
                 self._expand(index, spec, out)
+            elif self._plain_id(index, spec):
+                self._check_id(spec["id"], index, None, {})  # still a name others may clash with
         return out
+
+    def _plain_id(self, index: int, spec: Any) -> bool:
+        """True when a rejected item still has a usable literal id (no matrix, no braces)."""
+        if not isinstance(spec, dict) or index in self._bad_ids or "matrix" in spec:
+            return False
+        item_id = spec.get("id")
+        return isinstance(item_id, str) and "{" not in item_id and "}" not in item_id
 
     def _issue(self, path: tuple[Key, ...], message: str, **extra: Any) -> None:
         if (path, message) not in self._reported:
@@ -167,25 +179,19 @@ class Expander:
     def _expand(self, index: int, spec: dict[str, Any], out: list[Item]) -> None:
         defaults = self.defaults
         merged: dict[str, Any] = {**defaults, **spec} if defaults else spec
-        get = merged.get
-        prompt: Any = get("prompt")
-        model: Any = get("model")
-        negative: Any = get("negative_prompt")
         buildable = defaults is not None  # else a mistake in defaults hides what they supply
-        if buildable and (prompt is None or model is None):
-            for key in ("prompt", "model"):
-                if get(key) is None:
-                    message = f"missing required key {key!r} (set it here or in defaults)"
-                    self._issue(("items", index), message)
-            buildable = False
-        ok = True
-        if "params" in spec:
-            ok = self._check_params(spec["params"], ("items", index, "params"))
+        for key in ("prompt", "model") if buildable else ():
+            if merged.get(key) is None:
+                message = f"missing required key {key!r} (set it here or in defaults)"
+                self._issue(("items", index), message)
+                buildable = False
+        ok = self._check_params(spec.get("params"), ("items", index, "params"))
         matrix: dict[str, list[Any]] = spec.get("matrix") or {}
         if matrix:
             ok = self._check_matrix(matrix, ("items", index)) and ok
         templates: dict[str, Template] = {}
-        for key, text in (("id", spec["id"]), ("prompt", prompt), ("negative_prompt", negative)):
+        for key in ("id", "prompt", "negative_prompt"):
+            text = merged.get(key)
             if text and ("{" in text or "}" in text):
                 parts = self._template(text, key, ("items", index), key in spec, matrix)
                 if parts is None:
@@ -194,30 +200,26 @@ class Expander:
                     templates[key] = parts
         if not ok:
             return
-        combos: list[dict[str, str]] = [{}]
-        if matrix:
-            names = list(matrix)
-            texts = [[_as_text(value) for value in matrix[name]] for name in names]
-            combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*texts)]
-        id_template = templates.get("id")
-        loras = _loras(spec["lora"]) if "lora" in spec else self._default_loras
-        seed: Any = get("seed")
-        collection = self.name or ""
-        size = (get("width"), get("height"), get("outputs") or 1)
-        for values in combos:
-            item_id = _fill(id_template, values) if id_template else spec["id"]
-            if not self._check_id(item_id, index, id_template, matrix) or not buildable:
+        names = list(matrix)
+        choices = [[_as_text(value) for value in matrix[name]] for name in names]
+        for combination in itertools.product(*choices) if matrix else [()]:
+            filled: dict[str, str] = {}
+            if templates:
+                values = dict(zip(names, combination, strict=True))
+                filled = {key: _fill(parts, values) for key, parts in templates.items()}
+            item_id = filled.get("id", spec["id"])
+            if not self._check_id(item_id, index, templates.get("id"), matrix) or not buildable:
                 continue
-            if "prompt" in templates:
-                prompt = _fill(templates["prompt"], values)
-            if "negative_prompt" in templates:
-                negative = _fill(templates["negative_prompt"], values)
-            derived = seed is None
+            seed = merged.get("seed")
             out.append(
                 Item(
-                    collection, item_id, model, prompt, negative, loras,
-                    derive_seed(collection, item_id) if derived else seed, derived,
-                    *size, _merge_params(defaults, spec), self.source.name, index, self.source,
+                    self.name or "", item_id, merged["model"],
+                    filled.get("prompt", merged["prompt"]),
+                    filled.get("negative_prompt", merged.get("negative_prompt")),
+                    _loras(spec["lora"]) if "lora" in spec else self._default_loras,
+                    derive_seed(self.name or "", item_id) if seed is None else seed, seed is None,
+                    merged.get("width"), merged.get("height"), merged.get("outputs") or 1,
+                    _merge_params(defaults, spec), self.source.name, index, self.source,
                 )
             )  # fmt: skip
 
@@ -314,7 +316,7 @@ class Expander:
                 continue
             if kind is float and math.isfinite(value):
                 continue
-            found = _json_problem(params)
+            found = json_problem(params)
             if found is not None:
                 self._issue((*path, *found[0]), found[1])
                 return False
@@ -332,36 +334,6 @@ def _merge_params(defaults: dict[str, Any] | None, spec: dict[str, Any]) -> dict
     if None in merged.values():
         return {key: value for key, value in merged.items() if value is not None}
     return merged
-
-
-def _json_problem(root: Any) -> tuple[tuple[Key, ...], str] | None:
-    """The first value JSON cannot carry, and why; iterative, so depth and aliases are safe."""
-    stack: list[tuple[Any, tuple[Key, ...], bool]] = [(root, (), False)]
-    active: set[int] = set()
-    done: set[int] = set()
-    while stack:
-        value, path, leaving = stack.pop()
-        if leaving:
-            active.discard(id(value))
-            done.add(id(value))
-        elif isinstance(value, dict | list):
-            if id(value) in done:
-                continue
-            if id(value) in active:
-                return path, "a value that contains itself (through an alias)"
-            active.add(id(value))
-            stack.append((value, path, True))
-            pairs = list(value.items() if isinstance(value, dict) else enumerate(value))
-            for key, child in reversed(pairs):
-                if isinstance(value, dict) and not isinstance(key, str):
-                    return path, f"keys must be text, got {describe(key)}"
-                stack.append((child, (*path, key), False))
-        elif isinstance(value, float) and not math.isfinite(value):
-            return path, f"expected a finite number, got {describe(value)}"
-        elif not (value is None or isinstance(value, str | int | float)):
-            expected = "text, a number, true/false, null, a list or a mapping"
-            return path, f"expected a JSON value ({expected}), got {describe(value)}"
-    return None
 
 
 def _loras(value: Any) -> tuple[Lora, ...]:
@@ -405,14 +377,3 @@ def _as_text(value: str | int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else str(value)
-
-
-def _field_steps(field: str) -> tuple[Key, ...]:
-    """ "params.guidance" -> ("params", "guidance"); "lora[1].scale" -> ("lora", 1, "scale")."""
-    steps: list[Key] = []
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
-        if part.startswith("["):
-            steps.append(int(part[1:-1]))
-        else:
-            steps.append("lora" if not steps and part == "loras" else part)
-    return tuple(steps)

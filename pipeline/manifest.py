@@ -1,13 +1,13 @@
-"""Manifests: load `manifests/*.yaml`, validate them strictly and expand them into `Item`s.
+"""Manifests: load `manifests/*.yaml`, check them strictly, expand them into `Item`s (expand.py).
 
-pydantic checks each document's shape in one pass; the rules it cannot express (merging defaults,
-matrix expansion, placeholders, safe and unique ids) then run over the same plain data. Every
-problem of every file is gathered into one InvalidInput, placed at its line only when there is
-one (yamlsrc). Settings (pipeline.yaml) live in settings.py; fingerprints and plans in plan.py.
+pydantic checks each document's shape in one pass; every problem of every file is gathered into
+one InvalidInput, placed at its line only when there is one (yamlsrc). Owns the manifest schema
+and its messages; not pipeline.yaml (settings.py), not fingerprints (plan.py).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 
 from pipeline.errors import InvalidInput, Location, Problem
 from pipeline.expand import Expander, Item, Lora, derive_seed
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import SETTINGS_FILE, Settings, load_settings
 from pipeline.yamlsrc import (
     Issue,
     Key,
@@ -126,8 +126,14 @@ def _manifest_files(
             else:
                 found.setdefault(_display(path, root), path)
     else:
-        for pattern in settings.manifests:
-            for path in sorted(root.glob(pattern)):
+        for index, pattern in enumerate(settings.manifests):
+            try:
+                matches = sorted(root.glob(pattern))
+            except (ValueError, IndexError, NotImplementedError) as err:  # pathlib's refusals
+                where = Location(SETTINGS_FILE, path=f"manifests[{index}]")
+                problems.append(Problem(where, f"cannot use the glob {pattern!r}: {err}"))
+                continue
+            for path in matches:
                 if path.is_file():
                     found.setdefault(_display(path, root), path)
     return [(path, name) for name, path in found.items()]
@@ -166,7 +172,7 @@ def _check(source: Source, data: Any) -> tuple[str | None, list[Item], list[Issu
         message = f"expected a mapping with 'items' at the top level, got {describe(data)}"
         return None, [], [Issue((), message)]
     try:
-        _DOCUMENT.validate_python(data)
+        _document_adapter().validate_python(data)
         issues: list[Issue] = []
     except ValidationError as err:
         issues = validation_issues(err, expected=_expected, unknown_key=_unknown_key)
@@ -224,7 +230,9 @@ class _Document(TypedDict, total=False):
     items: Required[Annotated[list[_ItemSpec], Field(min_length=1)]]
 
 
-_DOCUMENT = TypeAdapter(_Document)
+@functools.cache
+def _document_adapter() -> TypeAdapter[_Document]:
+    return TypeAdapter(_Document)  # built on first use: importing this module stays cheap
 
 
 def _expected(loc: tuple[Key, ...]) -> str:

@@ -258,10 +258,11 @@ class _Files:
         return [reason for record in locked.outputs if (reason := self._check(record))]
 
     def _check(self, record: OutputRecord) -> str:
-        path = self.output_dir / record.file
+        # os.path on strings, not pathlib: this runs for every file on every no-op plan.
+        path = os.path.join(self.output_dir, record.file)
         shown = f"{self.label}/{record.file}"
         try:
-            stat = path.stat()
+            stat = os.stat(path)
             if stat.st_size != record.size:
                 return f"{shown} was altered (size {stat.st_size}, locked {record.size})"
             if self.stat_cache.vouches(record.file, stat, record.sha256):
@@ -277,10 +278,10 @@ class _Files:
         return ""
 
 
-def hash_file(path: Path) -> str:
+def hash_file(path: str | Path) -> str:
     """sha256 of a file's content, read in chunks."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

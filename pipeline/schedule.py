@@ -21,14 +21,21 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.client import ApiClient
-from pipeline.collect import MAX_DOWNLOAD_BYTES, Target, copy_output, fetch, output_name
+from pipeline.collect import (
+    MAX_DOWNLOAD_BYTES,
+    Target,
+    copy_output,
+    fetch,
+    output_name,
+    sweep_temp_files,
+)
 from pipeline.errors import (
     ApiError,
     ApiRejected,
@@ -178,6 +185,8 @@ class Runner:
         for name, (stat, digest) in self.plan.hashed.items():
             self.stat_cache.remember(name, stat, digest)
         work = self.work()
+        if work:
+            sweep_temp_files(self.paths.output, self.paths.lockfile, self.paths.state)
         flusher = asyncio.create_task(self._flush_periodically())
         tasks = [asyncio.create_task(self._one(entry)) for entry in work]
         try:
@@ -475,7 +484,7 @@ class Runner:
         if entry.moved_from:
             self.lock.items.pop(entry.moved_from, None)
         if self.options.restore_by_regenerating:
-            records = [record.model_copy(update={"asset_id": None}) for record in records]
+            records = [replace(record, asset_id=None) for record in records]
         for record in records:
             path = self.paths.output / record.file
             self.stat_cache.remember(record.file, path.stat(), record.sha256)

@@ -6,6 +6,7 @@ a missing or empty file means every default. Reading manifests is manifest.py's 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
@@ -103,12 +104,14 @@ class _SettingsDoc(TypedDict, total=False):
     concurrency: Annotated[int, Field(ge=1)]
 
 
-_SETTINGS = TypeAdapter(_SettingsDoc)
+@functools.cache
+def _settings_adapter() -> TypeAdapter[_SettingsDoc]:
+    return TypeAdapter(_SettingsDoc)  # built on first use: importing this module stays cheap
 
 
 def _validate(data: dict[Any, Any]) -> list[Issue]:
     try:
-        _SETTINGS.validate_python(data)
+        _settings_adapter().validate_python(data)
     except ValidationError as err:
         return validation_issues(err, expected=_expected, unknown_key=_unknown_key)
     issues = []

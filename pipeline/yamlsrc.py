@@ -1,15 +1,15 @@
 """User YAML files in, plain data and located problems out; shared by manifests and settings.
 
-Reading is fast and position-blind (`yamlfast`, else PyYAML's C loader with a duplicate-key
-check). Only when something is wrong is the text composed again into nodes with marks, to turn a
-document path like ("items", 3, "seed") into `file:line:column`. pydantic's errors are translated
-here, once, into `Problem`s that say where and what was expected. Nothing here knows the schemas.
+Reading is position-blind and fast (yamlfast, else PyYAML's C loader, duplicate keys noted). Only
+when something is wrong is the text composed into nodes with marks, to place a document path
+like ("items", 3, "seed") at file:line:column; pydantic's errors become our words here, once.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipeline import yamlfast
 from pipeline.errors import Location, Problem
+from pipeline.yamlinline import RESOLVERS
 
 Key = Any  # one step of a document path: a mapping key (usually str) or a list index (int)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -35,7 +36,7 @@ class SourceError(Exception):
 
 
 class _Loader(yaml.CSafeLoader):
-    """The C loader with `yamlfast`'s scalar rules; notes duplicate keys rather than drop them."""
+    """The C loader with yamlinline's scalar rules; notes duplicate keys rather than drop them."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 (PyYAML's own registry)
 
@@ -61,7 +62,7 @@ class _Loader(yaml.CSafeLoader):
         return mapping
 
 
-for _tag, _pattern, _first in yamlfast.RESOLVERS:
+for _tag, _pattern, _first in RESOLVERS:
     _Loader.add_implicit_resolver(_tag, _pattern, _first)
 
 
@@ -84,6 +85,12 @@ class Source:
         self.text = text
         self._root: Node | None = None
         self._composed = False
+
+    def __copy__(self) -> Source:
+        return self  # shared, never changed: copying an Item (or asdict) must not copy a file
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Source:
+        return self
 
     @classmethod
     def read(cls, path: Path, name: str) -> Source:
@@ -199,12 +206,19 @@ class Source:
 
     def _yaml_problem(self, err: yaml.MarkedYAMLError) -> Problem:
         mark = err.problem_mark or err.context_mark
-        message = f"invalid YAML: {err.problem or err.context}"
-        if err.context and err.problem and err.context_mark is not None:
-            start = err.context_mark
-            message += f" ({err.context} at line {start.line + 1}, column {start.column + 1})"
+        problem, context = err.problem or "", err.context or ""
+        if problem.startswith("but ") and context:  # "expected X" + "but found Y": one sentence
+            message = f"invalid YAML: {context}, {problem}"
+        else:
+            message = f"invalid YAML: {problem or context}"
+            if problem and context and err.context_mark is not None:
+                start = err.context_mark
+                message += f" ({context} at line {start.line + 1}, column {start.column + 1})"
         if mark is None:
             return Problem(Location(self.name), message)
+        lines = self.text.split("\n", mark.line + 1)
+        if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+            message += "; YAML indents with spaces, not tabs"
         return Problem(Location(self.name, mark.line + 1, mark.column + 1), message)
 
     def _reader_problem(self, err: yaml.reader.ReaderError) -> Problem:
@@ -224,6 +238,17 @@ def render_path(path: Sequence[Key]) -> str:
     return text
 
 
+def parse_path(text: str) -> tuple[Key, ...]:
+    """The inverse of render_path: "lora[1].scale" -> ("lora", 1, "scale")."""
+    steps: list[Key] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", text):
+        if part.startswith("["):
+            steps.append(int(part[1:-1]))
+        else:
+            steps.append(part)
+    return tuple(steps)
+
+
 def _join(path: str, step: Key, in_mapping: bool) -> str:
     if not in_mapping:
         return f"{path}[{step}]"
@@ -234,7 +259,9 @@ def _is_index(step: Key) -> bool:
     return isinstance(step, int) and not isinstance(step, bool) and step >= 0
 
 
-def _lookup(node: MappingNode, step: Key) -> tuple[Node, Node] | None:
+def _lookup(
+    node: MappingNode, step: Key, seen: frozenset[int] = frozenset()
+) -> tuple[Node, Node] | None:
     """(key node, value node) for `step`, the last written winning, then merged mappings."""
     text = step if isinstance(step, str) else str(step)
     merges: list[Node] = []
@@ -243,9 +270,10 @@ def _lookup(node: MappingNode, step: Key) -> tuple[Node, Node] | None:
             merges[:0] = value.value if isinstance(value, SequenceNode) else [value]
         elif isinstance(key_node, ScalarNode) and key_node.value == text:
             return key_node, value
+    seen |= {id(node)}  # an alias can merge a mapping into itself
     for merged in merges:
-        if isinstance(merged, MappingNode):
-            found = _lookup(merged, step)
+        if isinstance(merged, MappingNode) and id(merged) not in seen:
+            found = _lookup(merged, step, seen)
             if found is not None:
                 return found
     return None
@@ -274,7 +302,7 @@ def describe(value: object) -> str:
 
 def did_you_mean(word: str, options: Sequence[str]) -> str:
     """' (did you mean 'x'?)' for a close match, or the options when none is close."""
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (expected one of: {', '.join(options)})"
@@ -311,3 +339,33 @@ def validation_issues(
                 message += "; put it in quotes to make it text"
             issues.append(Issue(loc, message))
     return issues
+
+
+def json_problem(root: Any) -> tuple[tuple[Key, ...], str] | None:
+    """The first value JSON cannot carry, and why; iterative, so depth and aliases are safe."""
+    stack: list[tuple[Any, tuple[Key, ...], bool]] = [(root, (), False)]
+    active: set[int] = set()
+    done: set[int] = set()
+    while stack:
+        value, path, leaving = stack.pop()
+        if leaving:
+            active.discard(id(value))
+            done.add(id(value))
+        elif isinstance(value, dict | list):
+            if id(value) in done:
+                continue
+            if id(value) in active:
+                return path, "a value that contains itself (through an alias)"
+            active.add(id(value))
+            stack.append((value, path, True))
+            pairs = list(value.items() if isinstance(value, dict) else enumerate(value))
+            for key, child in reversed(pairs):
+                if isinstance(value, dict) and not isinstance(key, str):
+                    return path, f"keys must be text, got {describe(key)}"
+                stack.append((child, (*path, key), False))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return path, f"expected a finite number, got {describe(value)}"
+        elif not (value is None or isinstance(value, str | int | float)):
+            expected = "text, a number, true/false, null, a list or a mapping"
+            return path, f"expected a JSON value ({expected}), got {describe(value)}"
+    return None

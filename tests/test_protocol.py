@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.credentials import Credentials
 from pipeline.errors import InvalidInput
 from pipeline.protocol import (
     DEFAULT_BASE_URL,
-    Credentials,
     base_url_from_env,
     error_fields,
     parse_retry_after,

@@ -280,3 +280,12 @@ def test_takes_every_document_written_in_the_usual_style(document: tuple[list[st
     text = "\n".join(lines) + "\n"
     assert _check(text), f"refused: {text!r}"
     assert _same(yamlfast.load(text), expected) or _pyyaml(text)[1] != expected
+
+
+def test_deep_nesting_is_left_to_pyyaml_instead_of_exhausting_the_stack() -> None:
+    flow = "a: " + "[" * 300 + "]" * 300 + "\n"
+    block = "".join(" " * depth + "k:\n" for depth in range(400))
+    for text in (flow, block):
+        with pytest.raises(yamlfast.Unsupported):
+            yamlfast.load(text)
+        _check(text)
