@@ -7,10 +7,8 @@ failed, 2 invalid input, 130 interrupted. Every `PipelineError` ends here with i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,6 +153,8 @@ def run(
         restore_by_regenerating=choice.kind == "local",
         first_poll=LOCAL_FIRST_POLL if choice.kind == "local" else RunOptions.first_poll,
     )
+    import asyncio  # here, not at the top: `plan` and `validate` must start fast
+
     report = asyncio.run(_run(choice, result, read_lock(paths.lockfile), paths, options))
     _write_indexes(root / settings.output, collections, read_lock(paths.lockfile))
     if as_json:
@@ -172,6 +172,9 @@ def run(
 async def _run(
     choice: BackendChoice, result: Plan, lock: Lockfile, paths: RunPaths, options: RunOptions
 ) -> RunReport:
+    import asyncio
+    import signal
+
     from rich.console import Console
 
     from pipeline.backend import open_client
@@ -336,6 +339,8 @@ def emulator(
     secret: str,
 ) -> None:
     """Serve the local emulator of the Scenario API (placeholder art, no account needed)."""
+    import asyncio
+
     from pipeline.emulator import Emulator, EmulatorConfig
     from pipeline.emulator.server import serve
 
