@@ -23,7 +23,7 @@ from pipeline.errors import InvalidInput, PipelineError, RunFailed
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
 from pipeline.plan import Plan, PlanEntry, State, make_plan
-from pipeline.state import STATE_DIR, StatCache
+from pipeline.state import STATE_DIR, RepoLock, StatCache
 
 if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
     from pipeline.schedule import RunOptions, RunPaths, RunReport
@@ -155,7 +155,8 @@ def run(
     )
     import asyncio  # here, not at the top: `plan` and `validate` must start fast
 
-    report = asyncio.run(_run(choice, result, read_lock(paths.lockfile), paths, options))
+    with RepoLock(paths.state):
+        report = asyncio.run(_run(choice, result, read_lock(paths.lockfile), paths, options))
     _write_indexes(root / settings.output, collections, read_lock(paths.lockfile))
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
@@ -199,14 +200,16 @@ async def _run(
             on_event=progress,
         )
 
+        timers: list[asyncio.TimerHandle] = []
+
         def on_interrupt() -> None:
-            if runner.options.grace and not runner._stopping:
+            if not runner.stopping:
                 runner.interrupt()
                 _say(
                     f"stopping: nothing new is submitted; collecting jobs in flight for up to "
                     f"{options.grace:.0f}s (Ctrl-C again to quit now; a rerun resumes them)"
                 )
-                loop.call_later(options.grace, main.cancel)
+                timers.append(loop.call_later(options.grace, main.cancel))
             else:
                 main.cancel()
 
@@ -218,6 +221,8 @@ async def _run(
             raise KeyboardInterrupt from None
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            for timer in timers:
+                timer.cancel()
 
 
 def _report_json(report: RunReport) -> dict[str, Any]:
@@ -282,10 +287,21 @@ def prune(project: _Project, dry_run: bool) -> None:
     settings = load_settings(project.root)
     collections = load_manifests(project.root, settings)
     lock_path = project.root / settings.lockfile
+    with RepoLock(project.root / STATE_DIR):
+        _prune(project.root, settings, collections, lock_path, dry_run)
+
+
+def _prune(
+    root: Path,
+    settings: Settings,
+    collections: Sequence[Collection],
+    lock_path: Path,
+    dry_run: bool,
+) -> None:
     lock = read_lock(lock_path)
     current = {item.key for collection in collections for item in collection.items}
     orphans = sorted(key for key in lock.items if key not in current)
-    output = project.root / settings.output
+    output = root / settings.output
     for key in orphans:
         for record in lock.items[key].outputs:
             _say(f"{'would remove' if dry_run else 'removed'} {settings.output}/{record.file}")

@@ -12,6 +12,8 @@
     ├── JobFailed                   a job ended in `failure` or `canceled`
     ├── JobTimedOut                 a job was still running at the deadline (a rerun re-attaches)
     ├── DownloadError               an output could not be fetched or is not the announced image
+    ├── WriteError                  an output or state file could not be written (disk full, ...)
+    ├── RepoBusy                    another run holds this repo's lock
     └── RunFailed                   a batch finished with failed items (exit 1); one summary
 
 Messages never contain credentials: the client builds them from status, body and path only.
@@ -197,6 +199,25 @@ class DownloadError(PipelineError):
         self.asset_id = asset_id
         self.reason = reason
         super().__init__(f"asset {asset_id}: {reason}")
+
+
+class WriteError(PipelineError):
+    """The file system refused a write; what was written before is intact."""
+
+    def __init__(self, exc: OSError) -> None:
+        self.filename = exc.filename
+        where = f"{exc.filename}: " if exc.filename else ""
+        super().__init__(f"{where}cannot write ({exc.strerror or exc})")
+
+
+class RepoBusy(PipelineError):
+    """Another `pipeline run` or `prune` is working in this repo; nothing was done."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            f"another pipeline run ({holder}) is working in this repo; nothing was done. "
+            "Wait for it to finish, then run again."
+        )
 
 
 @dataclass

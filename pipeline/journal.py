@@ -36,15 +36,20 @@ class Intent:
 
 
 class Journal:
-    """The intents of one repo, in `<state dir>/jobs/`."""
+    """The intents of one repo, in `<state dir>/jobs/`.
 
-    def __init__(self, state_dir: Path) -> None:
+    `enabled=False` keeps nothing on disk: for the in-process local backend, whose jobs end with
+    the process, so there is never anything to re-attach to.
+    """
+
+    def __init__(self, state_dir: Path, *, enabled: bool = True) -> None:
         self.folder = state_dir / _FOLDER
+        self.enabled = enabled
 
     def load(self) -> dict[str, Intent]:
         """Every readable intent, by fingerprint. An unreadable file is skipped, never fatal."""
         intents: dict[str, Intent] = {}
-        if not self.folder.is_dir():
+        if not self.enabled or not self.folder.is_dir():
             return intents
         for path in sorted(self.folder.glob("*.json")):
             try:
@@ -66,6 +71,8 @@ class Journal:
 
     def write(self, intent: Intent) -> None:
         """Persist an intent (fsync'd) before the request it describes is sent."""
+        if not self.enabled:
+            return
         data = asdict(intent)
         data.pop("notes")
         data["body"] = dict(intent.body)
@@ -77,9 +84,16 @@ class Journal:
         self.write(attached)
         return attached
 
-    def forget(self, fingerprint: str) -> None:
-        """The item is safely done: drop its intent."""
-        self._path(fingerprint).unlink(missing_ok=True)
+    def forget(self, fingerprint: str, job_id: str | None = None) -> None:
+        """Drop the intent; with `job_id`, only if it is still that job's (not a newer one's)."""
+        path = self._path(fingerprint)
+        if job_id is not None:
+            try:
+                if json.loads(path.read_bytes()).get("job_id") != job_id:
+                    return
+            except (OSError, ValueError, AttributeError):
+                return
+        path.unlink(missing_ok=True)
 
     def _path(self, fingerprint: str) -> Path:
         return self.folder / f"{fingerprint}.json"

@@ -47,7 +47,7 @@ class RetryPolicy:
     def delay(self, attempt: int, exc: BaseException | None, rng: random.Random) -> float:
         """Seconds to wait before try `attempt + 1` after `exc` (attempt counts from 1)."""
         hinted = getattr(exc, "retry_after", None)
-        if isinstance(hinted, int | float) and hinted >= 0:
+        if isinstance(hinted, int | float) and hinted > 0:  # as the SDK: 0 means "no advice"
             return float(min(hinted, self.retry_after_cap))
         ceiling = min(self.cap, self.base * 2 ** (attempt - 1))
         return rng.uniform(ceiling / 2, ceiling)

@@ -134,6 +134,7 @@ def make_plan(
     `collections` limits the orphans to those collections, for when only some manifests were
     loaded; None (all manifests loaded) makes every locked item missing from `items` an orphan.
     """
+    _check_file_names(items)
     loaded = None if collections is None else set(collections)
     current = {item.key for item in items}
     orphans = _Orphans(
@@ -223,6 +224,35 @@ class _Orphans:
         if found is None or found not in self.entries:
             return None
         return found, self.entries.pop(found), item
+
+
+def _check_file_names(items: Sequence[Item]) -> None:
+    """Two items must never write the same file (`a` with 2 outputs writes `a_1`, as does `a_1`).
+
+    Compared case-insensitively: the files land on case-insensitive file systems too.
+    """
+    owners: dict[str, Item] = {}
+    problems = []
+    for item in items:
+        stems = (
+            [item.id]
+            if item.outputs == 1
+            else [f"{item.id}_{n}" for n in range(1, item.outputs + 1)]
+        )
+        for stem in stems:
+            name = f"{item.collection}/{stem}".casefold()
+            other = owners.setdefault(name, item)
+            if other is not item:
+                problems.append(
+                    Problem(
+                        item.locate("id"),
+                        f"{item.key} would write {item.collection}/{stem}.png, as does "
+                        f"{other.key} ({other.locate('id')}); rename one",
+                    )
+                )
+                break
+    if problems:
+        raise InvalidInput(problems)
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:

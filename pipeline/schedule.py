@@ -48,6 +48,7 @@ from pipeline.errors import (
     JobTimedOut,
     PipelineError,
     Problem,
+    WriteError,
 )
 from pipeline.journal import Intent, Journal
 from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
@@ -80,7 +81,7 @@ class RunOptions:
     flush_interval: float = 0.25
     restore_by_regenerating: bool = False  # the in-process local backend keeps no assets:
     # regenerating is its restore, and its asset ids mean nothing after the run, so none are locked
-    reconcile_margin: float = 300.0
+    reconcile_margin: float = 60.0  # clock skew allowed between us and the API
     force: bool = False
     first_poll: float = 1.0  # the first guess at how long a job takes, before any is seen
 
@@ -163,13 +164,14 @@ class Runner:
         self.rng = rng or random.Random()
         self.limit = AdaptiveLimit(self.options.ceiling)
         self.polls = PollClock(first=self.options.first_poll)
-        self.journal = Journal(paths.state)
+        self.journal = Journal(paths.state, enabled=not self.options.restore_by_regenerating)
         self._intents = self.journal.load()
+        self._claimed = {intent.job_id for intent in self._intents.values() if intent.job_id}
         self._models: dict[str, asyncio.Future[Model]] = {}
         self._same: dict[str, asyncio.Future[list[OutputRecord]]] = {}
         self._stopping = False
         self._dirty = False
-        self._forget: list[str] = []
+        self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -198,11 +200,17 @@ class Runner:
             self.flush()
         return RunReport(
             results=results,
-            unchanged=self.plan.count(State.UNCHANGED) - (len(work) if self.options.force else 0),
+            unchanged=self.plan.count(State.UNCHANGED)
+            - sum(e.state is State.UNCHANGED for e in work),
             orphaned=self.plan.count(State.ORPHANED),
             seconds=self.clock() - started,
             interrupted=self._stopping,
         )
+
+    @property
+    def stopping(self) -> bool:
+        """True once `interrupt()` was called."""
+        return self._stopping
 
     def interrupt(self) -> None:
         """Stop submitting; jobs already in flight are still followed and collected."""
@@ -213,8 +221,8 @@ class Runner:
         if self._dirty:
             write_lock(self.paths.lockfile, self.lock)
             self._dirty = False
-        for fingerprint in self._forget:
-            self.journal.forget(fingerprint)
+        for fingerprint, job_id in self._forget:
+            self.journal.forget(fingerprint, job_id)
         self._forget.clear()
         self.stat_cache.save(self.paths.state)
 
@@ -225,21 +233,26 @@ class Runner:
 
     async def _one(self, entry: PlanEntry) -> ItemResult:
         result = ItemResult(entry.key, Outcome.FAILED)
+        job_id: str | None = None
         try:
             if entry.state is State.MISSING and not self.options.restore_by_regenerating:
                 records = await self._restore(entry, result)
                 outcome = Outcome.RESTORED
             else:
-                records = await self._generate_once(entry, result)
+                job_id, records = await self._generate_once(entry, result)
                 outcome = Outcome.RESTORED if entry.state is State.MISSING else Outcome.GENERATED
+            self._commit(entry, records, job_id)
         except _Interrupted:
             result.outcome = Outcome.SKIPPED
+            return result
+        except OSError as exc:  # the disk, not the API: this item fails, the others go on
+            result.error = WriteError(exc)
+            self.on_event(Event("failed", entry.key, str(result.error)))
             return result
         except PipelineError as exc:
             result.error = exc
             self.on_event(Event("failed", entry.key, str(exc)))
             return result
-        self._commit(entry, records)
         result.outcome = outcome
         result.files = [record.file for record in records]
         self.on_event(Event(outcome.value, entry.key, f"{len(records)} file(s)"))
@@ -247,23 +260,28 @@ class Runner:
 
     # --- generating ---------------------------------------------------------------------------
 
-    async def _generate_once(self, entry: PlanEntry, result: ItemResult) -> list[OutputRecord]:
-        """Items with the same fingerprint share one paid generation; the others copy its files."""
+    async def _generate_once(
+        self, entry: PlanEntry, result: ItemResult
+    ) -> tuple[str | None, list[OutputRecord]]:
+        """Items with the same fingerprint share one paid generation; the others copy its files.
+
+        Returns the job id (None for a copy: the job and its intent belong to the first item).
+        """
         assert entry.item is not None and entry.fingerprint is not None
         first = self._same.get(entry.fingerprint)
         if first is None:
             future: asyncio.Future[list[OutputRecord]] = asyncio.get_running_loop().create_future()
             self._same[entry.fingerprint] = future
             try:
-                records = await self._generate(entry, entry.item, entry.fingerprint, result)
+                job_id, records = await self._generate(entry, entry.item, entry.fingerprint, result)
             except BaseException as exc:
                 future.set_exception(exc)
                 future.exception()  # the twins re-raise it; nobody else must see it unretrieved
                 raise
             future.set_result(records)
-            return records
+            return job_id, records
         source = await asyncio.shield(first)
-        return [
+        return None, [
             copy_output(
                 self.paths.output / record.file,
                 self._target(entry.item, index, record.file),
@@ -274,20 +292,23 @@ class Runner:
 
     async def _generate(
         self, entry: PlanEntry, item: Item, fingerprint: str, result: ItemResult
-    ) -> list[OutputRecord]:
+    ) -> tuple[str, list[OutputRecord]]:
         model = await self._model(item)
         body, problems = build_body(item, model)
         if problems:
             raise InvalidInput(problems)
         job_id = await self._submit(entry, item, fingerprint, body, result)
+        finished = False
         try:
             job = await self._follow(job_id)
+            finished = True
         except JobFailed:
-            self.journal.forget(fingerprint)  # a failed job is over; a rerun submits afresh
+            finished = True
+            self.journal.forget(fingerprint, job_id)  # a failed job is over; rerun afresh
             raise
         finally:
-            await self.limit.release(completed=True)
-        return await self._collect(item, job)
+            await self.limit.release(completed=finished)
+        return job_id, await self._collect(item, job)
 
     async def _model(self, item: Item) -> Model:
         """The model's schema, fetched once per run."""
@@ -312,44 +333,47 @@ class Runner:
         result: ItemResult,
     ) -> str:
         """A job id for this request, paid at most once; returns holding a slot on the limit."""
-        intent = self._intents.get(fingerprint)
+        intent = self._intents.pop(fingerprint, None)  # this item owns it from now on
         if intent is not None and intent.body != body:
             intent = None  # an intent for other inputs (e.g. a new pipeline version): not ours
+        maybe_paid = intent is not None  # a previous run may have sent it
         if intent is not None:
-            job_id = intent.job_id or await self._reconcile(intent)
-            if job_id is not None:
-                await self.limit.acquire()
-                if intent.job_id is None:
-                    self.journal.attach(intent, job_id)
-                self.on_event(Event("attached", entry.key, job_id))
-                return job_id
+            found = intent.job_id
+            if found is not None and not await self._job_exists(found):
+                found = None  # the API has no such job (an emulator restarted): none to attach
+            found = found or await self._reconcile(intent)
+            if found is not None:
+                return await self._attach(entry, intent, found)
         intent = intent or Intent(fingerprint, entry.key, item.model, dict(body), self._now_iso())
         rejections = 0
         while True:
-            if self._stopping:
-                raise _Interrupted
             await self.limit.acquire()
+            if self._stopping:
+                await self.limit.release(completed=False)
+                raise _Interrupted
             self.journal.write(intent)
             result.attempts += 1
             try:
                 reply = await self.client.generate(item.model, body)
             except ApiTransient as exc:
+                await self.limit.release(completed=False)
                 if exc.parallel_limit and rejections < _MAX_CAP_REJECTIONS:
                     rejections += 1
                     result.attempts -= 1
                     await self.limit.rejected()
-                    await self.limit.release(completed=False)
                     if self.limit.in_flight == 0:
                         await self.sleep(self.options.retry.delay(1, exc, self.rng))
                     continue
-                await self.limit.release(completed=False)
+                maybe_paid = maybe_paid or exc.maybe_sent
                 found = await self._after_failure(entry, intent, exc, result)
             except ApiUnreachable as exc:
                 await self.limit.release(completed=False)
+                maybe_paid = maybe_paid or exc.maybe_sent
                 found = await self._after_failure(entry, intent, exc, result)
-            except ApiRejected:
+            except ApiRejected as exc:
                 await self.limit.release(completed=False)
-                self.journal.forget(fingerprint)  # refused: nothing was made, nothing paid
+                if not maybe_paid and exc.status < 500:
+                    self.journal.forget(fingerprint)  # refused, and never maybe sent: nothing paid
                 raise
             except BaseException:
                 await self.limit.release(completed=False)  # outcome unknown: the intent stays
@@ -358,42 +382,70 @@ class Runner:
                 if reply.job is None:
                     await self.limit.release(completed=False)
                     raise ApiTransient(200, "the API answered without a job", method="POST")
-                self.journal.attach(intent, reply.job.job_id)
+                job_id = reply.job.job_id
+                self._claimed.add(job_id)
+                self.journal.attach(intent, job_id)
                 await self.limit.accepted()
-                self.on_event(Event("submitted", entry.key, reply.job.job_id))
-                return reply.job.job_id
+                self.on_event(Event("submitted", entry.key, job_id))
+                return job_id
             if found is not None:
-                await self.limit.acquire()
-                self.journal.attach(intent, found)
-                self.on_event(Event("attached", entry.key, found))
-                return found
+                return await self._attach(entry, intent, found)
+
+    async def _attach(self, entry: PlanEntry, intent: Intent, job_id: str) -> str:
+        """Follow an existing job instead of paying for a new one; returns holding a slot."""
+        self._claimed.add(job_id)
+        await self.limit.acquire()
+        if intent.job_id != job_id:
+            self.journal.attach(intent, job_id)
+        await self.limit.accepted()
+        self.on_event(Event("attached", entry.key, job_id))
+        return job_id
+
+    async def _job_exists(self, job_id: str) -> bool:
+        try:
+            await self._call(lambda: self.client.get_job(job_id))
+        except ApiRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def _after_failure(
         self, entry: PlanEntry, intent: Intent, exc: ApiError, result: ItemResult
     ) -> str | None:
         """Wait as the policy says; if the request may have gone through, look for its job."""
+        maybe_sent = isinstance(exc, ApiUnreachable | ApiTransient) and exc.maybe_sent
         if result.attempts >= self.options.retry.attempts:
-            raise exc
+            found = await self._reconcile(intent) if maybe_sent else None
+            if found is None:
+                raise exc
+            return found
         delay = self.options.retry.delay(result.attempts, exc, self.rng)
         self.on_event(Event("retry", entry.key, f"{exc} (again in {delay:.1f}s)"))
         await self.sleep(delay)
-        if isinstance(exc, ApiUnreachable | ApiTransient) and not exc.maybe_sent:
-            return None
-        return await self._reconcile(intent)
+        return await self._reconcile(intent) if maybe_sent else None
 
     async def _reconcile(self, intent: Intent) -> str | None:
-        """The id of a job made from this intent's request, if the API has one."""
-        since = datetime.fromisoformat(intent.created_at) - timedelta(
-            seconds=self.options.reconcile_margin
-        )
+        """The id of a job made from exactly this intent's request, if the API has one.
+
+        A match has the same inputs, was created after the intent (less a clock-skew margin),
+        is not claimed by another item, and did not fail; the earliest such job wins.
+        """
+        written = datetime.fromisoformat(intent.created_at)
+        since = written - timedelta(seconds=self.options.reconcile_margin)
         after = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
         async def search() -> str | None:
-            async for job in self.client.list_jobs(created_after=after):
-                given = (job.metadata.input or {}) if job.job_type == "custom" else None
-                if given is not None and all(given.get(k) == v for k, v in intent.body.items()):
-                    return job.job_id
-            return None
+            matches = [
+                job
+                async for job in self.client.list_jobs(created_after=after)
+                if job.job_type == "custom"
+                and job.status not in _TERMINAL_FAILURES
+                and job.job_id not in self._claimed
+                and job.metadata.input == intent.body
+            ]
+            matches.sort(key=lambda job: job.created_at)
+            return matches[0].job_id if matches else None
 
         return await self._call(search)
 
@@ -422,8 +474,15 @@ class Runner:
             raise DownloadError(
                 job.job_id, f"the job made {len(ids)} asset(s); {item.outputs} were asked for"
             )
-        downloads = [self._download(item, index, asset_id) for index, asset_id in enumerate(ids)]
-        return list(await asyncio.gather(*downloads))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing download cancels its siblings
+                tasks = [
+                    group.create_task(self._download(item, index, asset_id))
+                    for index, asset_id in enumerate(ids)
+                ]
+        except ExceptionGroup as failed:  # the item fails with the first reason, not a group
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def _download(self, item: Item, index: int, asset_id: str) -> OutputRecord:
         """Fetch one asset into place; a failed download resolves the URL again and retries."""
@@ -472,7 +531,9 @@ class Runner:
         rel = rel[: -len(Path(rel).suffix)] + suffix
         return Target(rel, self.paths.output / rel)
 
-    def _commit(self, entry: PlanEntry, records: Sequence[OutputRecord]) -> None:
+    def _commit(
+        self, entry: PlanEntry, records: Sequence[OutputRecord], job_id: str | None
+    ) -> None:
         """The item is done: its lock entry joins the next flush; stale files of it go."""
         assert entry.item is not None and entry.fingerprint is not None
         old = self.lock.items.get(entry.moved_from or entry.key)
@@ -495,7 +556,8 @@ class Runner:
             outputs=tuple(records),
         )
         self._dirty = True
-        self._forget.append(entry.fingerprint)
+        if job_id is not None:
+            self._forget.append((entry.fingerprint, job_id))
 
     # --- helpers ------------------------------------------------------------------------------
 

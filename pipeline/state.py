@@ -1,20 +1,25 @@
 """Volatile state under `.pipeline/`: caches and run bookkeeping that never belong in the lockfile.
 
-Today: the stat cache, which lets `plan` trust an output file without hashing it when its size and
-mtime are the ones seen when it was last hashed (Ninja and Godot do the same). It is only a cache:
-a missing or unreadable one costs a re-hash, never a wrong answer, because the lock keeps the hash.
+The repo lock: one writer (`run`, `prune`) per repo at a time, an OS file lock that dies with its
+process, so a crashed run never holds it. The stat cache: lets `plan` trust an output file without
+hashing it when its size and mtime are the ones seen when it was last hashed (as Ninja and Godot
+do). Only a cache: a lost one costs a re-hash, never a wrong answer, as the lock keeps the hash.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+from pipeline.errors import RepoBusy
 from pipeline.files import write_atomic
 
 STATE_DIR = ".pipeline"
+_REPO_LOCK = "run.lock"
 _STAT_CACHE = "stat-cache.json"
 _STAT_CACHE_VERSION = 1
 
@@ -59,3 +64,46 @@ class StatCache:
         doc = {"version": _STAT_CACHE_VERSION, "entries": dict(sorted(self.entries.items()))}
         write_atomic(state_dir / _STAT_CACHE, json.dumps(doc, separators=(",", ":")).encode())
         self.changed = False
+
+
+class RepoLock:
+    """Held for the whole of a run: a second run in the same repo is refused, not interleaved."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / _REPO_LOCK
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> RepoLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            _lock_file(handle)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            handle.close()
+            raise RepoBusy(holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+            self._handle = None
+
+
+def _lock_file(handle: IO[str]) -> None:
+    """Take an exclusive, non-blocking lock on an open file; OSError when someone holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

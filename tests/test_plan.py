@@ -234,3 +234,21 @@ def test_request_of_leaves_out_the_collection(repo: Path, write: WriteFile) -> N
         "height": 64,
         "params": {"guidance": 3.5},
     }
+
+
+def test_items_that_would_write_the_same_file_are_refused(repo: Path, write: WriteFile) -> None:
+    write(
+        "manifests/icons.yaml",
+        """
+        defaults: {model: m, prompt: p}
+        items:
+          - {id: coin, outputs: 2}
+          - {id: Coin_2}
+        """,
+    )
+    with pytest.raises(InvalidInput) as info:
+        plan_of(repo)
+    assert str(info.value) == (
+        "manifests/icons.yaml:4:10: items[1].id: icons/Coin_2 would write icons/Coin_2.png, as "
+        "does icons/coin (manifests/icons.yaml:3:10: items[0].id); rename one"
+    )
