@@ -10,7 +10,6 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -173,13 +172,45 @@ def _write(
 ) -> None:
     size = max(8, min(width, height) // 20)
     font = _font(size)
-    per_line = max(4, int((width - 4 * margin) / (size * 0.55)))
-    wrapped = [part for line in lines for part in textwrap.wrap(line, per_line)][:6]
-    wrapped.append(label)
+    room = width - 4 * margin
+    text = [part for line in lines for part in _wrap(draw, font, line, room)][:6]
+    label_lines = _wrap(draw, font, label, room, separator="  ")
     step = int(size * 1.25)
-    block = step * len(wrapped) + size // 2
+    block = step * (len(text) + len(label_lines)) + size // 2
     top = max(margin, height - block - 2 * margin)
     draw.rectangle((margin, top, width - margin - 1, height - margin - 1), fill=(20, 20, 24))
-    for n, line in enumerate(wrapped):
-        fill = (250, 250, 250) if n < len(wrapped) - 1 else (255, 210, 90)
+    for n, line in enumerate(text + label_lines):
+        fill = (250, 250, 250) if n < len(text) else (255, 210, 90)
         draw.text((2 * margin, top + size // 4 + n * step), line, font=font, fill=fill)
+
+
+def _wrap(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+    line: str,
+    room: float,
+    separator: str = " ",
+) -> list[str]:
+    """Greedy word wrap measured with the font itself, so no line runs past the image's edge.
+
+    A single word wider than the room is cut at the character that no longer fits.
+    """
+    out: list[str] = []
+    current = ""
+    for word in line.split(separator):
+        candidate = f"{current}{separator}{word}" if current else word
+        if draw.textlength(candidate, font=font) <= room:
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        while len(word) > 1 and draw.textlength(word, font=font) > room:
+            cut = len(word) - 1
+            while cut > 1 and draw.textlength(word[:cut], font=font) > room:
+                cut -= 1
+            out.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        out.append(current)
+    return out
