@@ -122,6 +122,13 @@ def plan(
     default=None,
     help="Most jobs in flight (the account's cap is found by itself below this).",
 )
+@click.option(
+    "--job-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Fail an item whose job is not done this long after submission.  [default: 1800]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.pass_obj
 def run(
@@ -130,6 +137,7 @@ def run(
     force: bool,
     backend: str | None,
     concurrency: int | None,
+    job_timeout: float | None,
     as_json: bool,
 ) -> None:
     """Generate what the plan says, collect the files, update the lock.
@@ -140,7 +148,9 @@ def run(
     from pipeline.backend import LOCAL_FIRST_POLL
     from pipeline.schedule import Outcome, RunOptions, RunPaths
 
-    settings = load_settings(project.root).with_overrides(backend=backend, concurrency=concurrency)
+    settings = load_settings(project.root).with_overrides(
+        backend=backend, concurrency=concurrency, job_timeout=job_timeout
+    )
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
     _say(f"backend: {choice.kind} ({choice.reason})")
@@ -149,6 +159,7 @@ def run(
     paths = RunPaths(root / settings.lockfile, root / settings.output, root / STATE_DIR)
     options = RunOptions(
         ceiling=settings.concurrency,
+        job_deadline=settings.job_timeout,
         force=force,
         restore_by_regenerating=choice.kind == "local",
         first_poll=LOCAL_FIRST_POLL if choice.kind == "local" else RunOptions.first_poll,

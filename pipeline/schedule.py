@@ -452,12 +452,15 @@ class Runner:
     async def _follow(self, job_id: str) -> Job:
         """Poll until the job is terminal; failures carry the API's error and hint."""
         started = self.clock()
+        status = "queued"
         while True:
             age = self.clock() - started
-            if age > self.options.job_deadline:
-                raise JobTimedOut(job_id, "running", age)
-            await self.sleep(self.polls.next_delay(age))
+            remaining = self.options.job_deadline - age
+            if remaining <= 0:
+                raise JobTimedOut(job_id, status, age)
+            await self.sleep(min(self.polls.next_delay(age), remaining))
             job = await self._call(lambda: self.client.get_job(job_id))
+            status = job.status
             if job.status == "success":
                 self.polls.observe(self.clock() - started)
                 return job

@@ -36,6 +36,7 @@ _EXPECTED = {
     "lockfile": "a file path (non-empty text)",
     "backend": "one of 'auto', 'scenario', 'local'",
     "concurrency": "a positive integer",
+    "job_timeout": "a positive number of seconds",
 }
 
 
@@ -48,6 +49,7 @@ class Settings:
     lockfile: str = "assets.lock"
     backend: Backend = "auto"
     concurrency: int = 8  # ceiling on jobs in flight
+    job_timeout: float = 1800.0  # seconds a job may take from submission before its item fails
 
     def with_overrides(self, **flags: Any) -> Settings:
         """These settings with command-line flags applied; None means the flag was not given."""
@@ -102,6 +104,7 @@ class _SettingsDoc(TypedDict, total=False):
     lockfile: Annotated[str, Field(min_length=1)]
     backend: Backend
     concurrency: Annotated[int, Field(ge=1)]
+    job_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 @functools.cache

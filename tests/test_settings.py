@@ -38,6 +38,7 @@ output: build/art
 lockfile: art.lock
 backend: local
 concurrency: 2
+job_timeout: 90
 """
     (tmp_path / "pipeline.yaml").write_text(text, encoding="utf-8")
     assert load_settings(tmp_path) == Settings(
@@ -46,6 +47,7 @@ concurrency: 2
         lockfile="art.lock",
         backend="local",
         concurrency=2,
+        job_timeout=90.0,
     )
 
 
@@ -60,11 +62,13 @@ def test_a_single_glob_is_accepted(tmp_path: Path) -> None:
         ("concurency: 4\n", "1:1: concurency: unknown key 'concurency' (did you mean "
          "'concurrency'?)"),
         ("colour: red\n", "1:1: colour: unknown key 'colour' (expected one of: manifests, "
-         "output, lockfile, backend, concurrency)"),
+         "output, lockfile, backend, concurrency, job_timeout)"),
         ("concurrency: 0\n", "1:14: concurrency: expected a positive integer, got 0"),
         ("concurrency: true\n", "1:14: concurrency: expected a positive integer, got a boolean "
          "(true)"),
         ("concurrency: many\n", "1:14: concurrency: expected a positive integer, got 'many'"),
+        ("job_timeout: 0\n", "1:14: job_timeout: expected a positive number of seconds, got 0"),
+        ("job_timeout: .nan\n", "1:14: job_timeout: expected a positive number of seconds, got the number nan"),
         ("backend: cloud\n", "1:10: backend: expected one of 'auto', 'scenario', 'local', got "
          "'cloud'"),
         ("output: ''\n", "1:9: output: expected a folder path (non-empty text), got ''"),
@@ -96,7 +100,7 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
         "pipeline.yaml:1:10: backend: expected one of 'auto', 'scenario', 'local', got 'cloud'",
         "pipeline.yaml:2:14: concurrency: expected a positive integer, got 0",
         "pipeline.yaml:3:1: budgte: unknown key 'budgte' (expected one of: manifests, output, "
-        "lockfile, backend, concurrency)",
+        "lockfile, backend, concurrency, job_timeout)",
     ]
 
 
