@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: assets plan test check lint format types bench bench-quick clean
+.PHONY: assets plan test check lint format types bench bench-quick reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 check: lint types test
+
+# The reliability suites in full mode (crash chaos, fault matrix, hostile server, fuzzing, ...);
+# `make test` runs a fast slice of each.
+reliability: $(STAMP)
+	PIPELINE_FULL=1 $(BIN)/pytest -q tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
