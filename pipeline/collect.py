@@ -1,10 +1,10 @@
 """Collect: download an output, check it, and put it in place. Owns the files under output/.
 
 A download streams to a temp file beside its target while it is hashed and counted (a size cap
-stops a server that never ends), then pillow checks that it decodes as the announced image with
-the announced size; only then is it fsync'd and renamed over the target. A reader or a crash sees
-the old file or the new one, whole: a good file is never replaced by a bad one. The lock is not
-written here (the scheduler does that once every output of an item is placed).
+stops a server that never ends), then imagecheck.py checks, in constant memory, that it is a whole
+image of the announced format and size; only then is it fsync'd and renamed over the target. A
+reader or a crash sees the old file or the new one, whole: a good file is never replaced by a bad
+one. The lock is not written here (the scheduler does that once every output of an item is placed).
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ import contextlib
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from pipeline.client import ApiClient
 from pipeline.errors import DownloadError
 from pipeline.files import place, write_atomic
+from pipeline.imagecheck import ImageCheckError, check_image
 from pipeline.lockfile import OutputRecord
 from pipeline.manifest import Item
 from pipeline.wire import Asset
@@ -95,29 +93,17 @@ async def _stream(client: ApiClient, asset: Asset, temp: Path, max_bytes: int) -
                 handle.write(chunk)
             if declared and declared.isdigit() and int(declared) != size:
                 raise DownloadError(asset.id, f"truncated: got {size} of {declared} bytes")
-        handle.flush()
-        os.fsync(handle.fileno())
     if size == 0:
         raise DownloadError(asset.id, "empty download")
     return digest.hexdigest(), size
 
 
 def _verify(path: Path, asset: Asset, expected_format: str) -> tuple[int, int]:
-    """Decode the file fully; it must be the announced format and size."""
+    """The file must be a whole image of the announced format and size; then it is fsync'd."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image_format, (width, height) = image.format, image.size
-                image.load()
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise DownloadError(asset.id, f"not a readable image ({exc})") from None
+        image_format, width, height = check_image(path)
+    except ImageCheckError as exc:
+        raise DownloadError(asset.id, str(exc)) from None
     if image_format != expected_format:
         raise DownloadError(asset.id, f"is {image_format}, announced as {asset.mime_type}")
     announced = (asset.properties.width, asset.properties.height)
@@ -125,6 +111,8 @@ def _verify(path: Path, asset: Asset, expected_format: str) -> tuple[int, int]:
         raise DownloadError(
             asset.id, f"is {width}x{height}, announced as {announced[0]}x{announced[1]}"
         )
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
     return width, height
 
 
