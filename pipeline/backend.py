@@ -67,15 +67,31 @@ def local_emulator() -> Emulator:
 
 
 def open_client(
-    choice: BackendChoice, environ: Mapping[str, str], *, emulator: Emulator | None = None
+    choice: BackendChoice,
+    environ: Mapping[str, str],
+    *,
+    emulator: Emulator | None = None,
+    timeout: float = 60.0,
 ) -> ApiClient:
-    """An API client for the chosen backend (close it with `aclose` or `async with`)."""
+    """An API client for the chosen backend (close it with `aclose` or `async with`).
+
+    `timeout`: seconds to wait for an answer (connecting gets at most 5 of them).
+    """
+    import httpx
+
     from pipeline.client import ApiClient, base_url_from_env  # here: `plan` never needs it
+
+    limits = httpx.Timeout(timeout, connect=min(5.0, timeout))
 
     if choice.kind == "local":
         emu = emulator or local_emulator()
         credentials = Credentials(emu.config.api_key, emu.config.api_secret)
-        return ApiClient(base_url=emu.base_url, credentials=credentials, transport=emu.transport())
+        return ApiClient(
+            base_url=emu.base_url,
+            credentials=credentials,
+            transport=emu.transport(),
+            timeout=limits,
+        )
     found = Credentials.from_env(environ)
     assert found is not None, "resolve_backend checked the credentials"
-    return ApiClient(base_url=base_url_from_env(environ), credentials=found)
+    return ApiClient(base_url=base_url_from_env(environ), credentials=found, timeout=limits)

@@ -167,7 +167,8 @@ def run(
     import asyncio  # here, not at the top: `plan` and `validate` must start fast
 
     with RepoLock(paths.state):
-        report = asyncio.run(_run(choice, result, read_lock(paths.lockfile), paths, options))
+        lock = read_lock(paths.lockfile)
+        report = asyncio.run(_run(choice, result, lock, paths, options, settings.request_timeout))
     _write_indexes(root / settings.output, collections, read_lock(paths.lockfile))
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
@@ -182,7 +183,12 @@ def run(
 
 
 async def _run(
-    choice: BackendChoice, result: Plan, lock: Lockfile, paths: RunPaths, options: RunOptions
+    choice: BackendChoice,
+    result: Plan,
+    lock: Lockfile,
+    paths: RunPaths,
+    options: RunOptions,
+    request_timeout: float,
 ) -> RunReport:
     import asyncio
     import signal
@@ -199,7 +205,7 @@ async def _run(
     live = choose_live(sys.stderr, os.environ)
     console = Console(stderr=True)  # rich honours NO_COLOR itself
     total = len(result.pending) + (result.count(State.UNCHANGED) if options.force else 0)
-    async with open_client(choice, os.environ) as client:
+    async with open_client(choice, os.environ, timeout=request_timeout) as client:
         progress = Progress(total, console=console, live=live)
         runner = Runner(
             client,

@@ -37,6 +37,7 @@ _EXPECTED = {
     "backend": "one of 'auto', 'scenario', 'local'",
     "concurrency": "a positive integer",
     "job_timeout": "a positive number of seconds",
+    "request_timeout": "a positive number of seconds",
 }
 
 
@@ -50,6 +51,7 @@ class Settings:
     backend: Backend = "auto"
     concurrency: int = 8  # ceiling on jobs in flight
     job_timeout: float = 1800.0  # seconds a job may take from submission before its item fails
+    request_timeout: float = 60.0  # seconds to wait for one API answer before it counts as lost
 
     def with_overrides(self, **flags: Any) -> Settings:
         """These settings with command-line flags applied; None means the flag was not given."""
@@ -105,6 +107,7 @@ class _SettingsDoc(TypedDict, total=False):
     backend: Backend
     concurrency: Annotated[int, Field(ge=1)]
     job_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    request_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 @functools.cache

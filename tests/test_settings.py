@@ -62,13 +62,14 @@ def test_a_single_glob_is_accepted(tmp_path: Path) -> None:
         ("concurency: 4\n", "1:1: concurency: unknown key 'concurency' (did you mean "
          "'concurrency'?)"),
         ("colour: red\n", "1:1: colour: unknown key 'colour' (expected one of: manifests, "
-         "output, lockfile, backend, concurrency, job_timeout)"),
+         "output, lockfile, backend, concurrency, job_timeout, request_timeout)"),
         ("concurrency: 0\n", "1:14: concurrency: expected a positive integer, got 0"),
         ("concurrency: true\n", "1:14: concurrency: expected a positive integer, got a boolean "
          "(true)"),
         ("concurrency: many\n", "1:14: concurrency: expected a positive integer, got 'many'"),
         ("job_timeout: 0\n", "1:14: job_timeout: expected a positive number of seconds, got 0"),
-        ("job_timeout: .nan\n", "1:14: job_timeout: expected a positive number of seconds, got the number nan"),
+        ("job_timeout: .nan\n", "1:14: job_timeout: expected a positive number of seconds, got "
+         "the number nan"),
         ("backend: cloud\n", "1:10: backend: expected one of 'auto', 'scenario', 'local', got "
          "'cloud'"),
         ("output: ''\n", "1:9: output: expected a folder path (non-empty text), got ''"),
@@ -100,7 +101,7 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
         "pipeline.yaml:1:10: backend: expected one of 'auto', 'scenario', 'local', got 'cloud'",
         "pipeline.yaml:2:14: concurrency: expected a positive integer, got 0",
         "pipeline.yaml:3:1: budgte: unknown key 'budgte' (expected one of: manifests, output, "
-        "lockfile, backend, concurrency, job_timeout)",
+        "lockfile, backend, concurrency, job_timeout, request_timeout)",
     ]
 
 
