@@ -26,7 +26,8 @@ from pipeline.plan import Plan, PlanEntry, State, make_plan
 from pipeline.state import STATE_DIR, RepoLock, StatCache
 
 if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
-    from pipeline.schedule import RunOptions, RunPaths, RunReport
+    from pipeline.report import RunReport
+    from pipeline.schedule import RunOptions, RunPaths
 
 _BACKENDS = click.Choice(["auto", "scenario", "local"])
 _SHOWN_LINES = 200
@@ -145,17 +146,51 @@ def run(
     SELECT is `collection` or `collection/item`; globs allowed. Exit 0 when all is done, 1 when
     some items failed (the rest is kept), 2 on invalid input, 130 when interrupted.
     """
-    from pipeline.backend import LOCAL_FIRST_POLL
-    from pipeline.schedule import Outcome, RunOptions, RunPaths
-
     settings = load_settings(project.root).with_overrides(
         backend=backend, concurrency=concurrency, job_timeout=job_timeout
     )
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
     _say(f"backend: {choice.kind} ({choice.reason})")
-    result = _make_plan(project.root, settings, collections, choice, select)
     root = project.root
+    # Held from planning to the last write: a plan made while another run works could pay again
+    # for what that run is about to lock.
+    with RepoLock(root / STATE_DIR):
+        lock = read_lock(root / settings.lockfile)
+        result = _make_plan(root, settings, collections, choice, select, lock)
+        if result.pending or force:
+            report = _generate(root, settings, choice, result, lock, force)
+            lock = read_lock(root / settings.lockfile)
+        else:
+            report = _settle(root, result)
+        _finish_run(root / settings.output, collections, lock, report, as_json)
+
+
+def _settle(root: Path, result: Plan) -> RunReport:
+    """Nothing to do: no scheduler, no client, no API call; only what the plan learnt is kept."""
+    from pipeline.report import RunReport
+
+    if result.hashed:
+        cache = StatCache.load(root / STATE_DIR)
+        for name, (stat, digest) in result.hashed.items():
+            cache.remember(name, stat, digest)
+        cache.save(root / STATE_DIR)
+    return RunReport([], result.count(State.UNCHANGED), result.count(State.ORPHANED), 0.0)
+
+
+def _generate(
+    root: Path,
+    settings: Settings,
+    choice: BackendChoice,
+    result: Plan,
+    lock: Lockfile,
+    force: bool,
+) -> RunReport:
+    import asyncio  # here, not at the top: `plan` and `validate` must start fast
+
+    from pipeline.backend import LOCAL_FIRST_POLL
+    from pipeline.schedule import RunOptions, RunPaths
+
     paths = RunPaths(root / settings.lockfile, root / settings.output, root / STATE_DIR)
     options = RunOptions(
         ceiling=settings.concurrency,
@@ -164,12 +199,20 @@ def run(
         restore_by_regenerating=choice.kind == "local",
         first_poll=LOCAL_FIRST_POLL if choice.kind == "local" else RunOptions.first_poll,
     )
-    import asyncio  # here, not at the top: `plan` and `validate` must start fast
+    return asyncio.run(_run(choice, result, lock, paths, options, settings.request_timeout))
 
-    with RepoLock(paths.state):
-        lock = read_lock(paths.lockfile)
-        report = asyncio.run(_run(choice, result, lock, paths, options, settings.request_timeout))
-    _write_indexes(root / settings.output, collections, read_lock(paths.lockfile))
+
+def _finish_run(
+    output: Path,
+    collections: Sequence[Collection],
+    lock: Lockfile,
+    report: RunReport,
+    as_json: bool,
+) -> None:
+    """Indexes up to date, the summary shown, and the exit code the report calls for."""
+    from pipeline.report import Outcome
+
+    _write_indexes(output, collections, lock)
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
     _render_report(report)
@@ -243,7 +286,7 @@ async def _run(
 
 
 def _report_json(report: RunReport) -> dict[str, Any]:
-    from pipeline.schedule import Outcome
+    from pipeline.report import Outcome
 
     return {
         "counts": {
@@ -267,7 +310,7 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 
 
 def _render_report(report: RunReport) -> None:
-    from pipeline.schedule import Outcome
+    from pipeline.report import Outcome
 
     parts = [
         f"{report.count(Outcome.GENERATED)} generated",
@@ -406,10 +449,11 @@ def _make_plan(
     collections: Sequence[Collection],
     choice: BackendChoice,
     select: Sequence[str],
+    lock: Lockfile | None = None,
 ) -> Plan:
     return make_plan(
         [item for collection in collections for item in collection.items],
-        read_lock(root / settings.lockfile),
+        read_lock(root / settings.lockfile) if lock is None else lock,
         backend=choice.kind,
         output_dir=root / settings.output,
         stat_cache=StatCache.load(root / STATE_DIR),

@@ -17,7 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.schedule import Event
+from pipeline.report import Event
 
 _FINISHED = ("generated", "restored", "failed")
 _DETAILED = ("failed", "retry", "attached")

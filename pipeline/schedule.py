@@ -23,7 +23,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +42,6 @@ from pipeline.errors import (
     ApiUnreachable,
     DownloadError,
     InvalidInput,
-    ItemFailure,
     JobFailed,
     JobTimedOut,
     PipelineError,
@@ -55,6 +53,7 @@ from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
 from pipeline.manifest import Item
 from pipeline.plan import Plan, PlanEntry, State, hash_file
+from pipeline.report import Event, ItemResult, Outcome, RunReport
 from pipeline.request import build_body
 from pipeline.state import StatCache
 from pipeline.wire import Job, Model
@@ -62,13 +61,6 @@ from pipeline.wire import Job, Model
 T = TypeVar("T")
 _TERMINAL_FAILURES = frozenset({"failure", "canceled"})
 _MAX_CAP_REJECTIONS = 200  # 429 parallel-custom-jobs for one item before it gives up
-
-
-class Outcome(StrEnum):
-    GENERATED = "generated"
-    RESTORED = "restored"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # interrupted before it was submitted
 
 
 @dataclass(frozen=True)
@@ -91,44 +83,6 @@ class RunPaths:
     lockfile: Path
     output: Path
     state: Path
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened to an item, for the progress display."""
-
-    kind: str  # submitted, attached, retry, generated, restored, failed
-    key: str
-    detail: str = ""
-
-
-@dataclass
-class ItemResult:
-    key: str
-    outcome: Outcome
-    files: list[str] = field(default_factory=list)
-    attempts: int = 0
-    error: PipelineError | None = None
-
-
-@dataclass
-class RunReport:
-    results: list[ItemResult]
-    unchanged: int
-    orphaned: int
-    seconds: float
-    interrupted: bool = False
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for result in self.results if result.outcome is outcome)
-
-    @property
-    def failures(self) -> list[ItemFailure]:
-        return [
-            ItemFailure(r.key, r.error, r.attempts)
-            for r in self.results
-            if r.outcome is Outcome.FAILED and r.error is not None
-        ]
 
 
 class _Interrupted(Exception):
@@ -462,7 +416,8 @@ class Runner:
             job = await self._call(lambda: self.client.get_job(job_id))
             status = job.status
             if job.status == "success":
-                self.polls.observe(self.clock() - started)
+                seen = job.run_seconds
+                self.polls.observe(self.clock() - started if seen is None else seen)
                 return job
             if job.status in _TERMINAL_FAILURES:
                 raise JobFailed(

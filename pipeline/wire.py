@@ -8,6 +8,7 @@ a run. It does not send anything, translate errors or decide what a status means
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,6 +92,30 @@ class Job(WireModel):
     def is_terminal(self) -> bool:
         """True once the job is `success`, `failure` or `canceled`."""
         return self.status in TERMINAL_JOB_STATUSES
+
+    @property
+    def run_seconds(self) -> float | None:
+        """Seconds from creation to the terminal status, by the API's own dates; None if unknown.
+
+        What a poller should learn from: the time at which it happened to look is later.
+        """
+        ended = next(
+            (c.date for c in reversed(self.status_history) if c.status == self.status), None
+        )
+        start, end = _instant(self.created_at), _instant(ended or self.updated_at)
+        if not self.is_terminal or start is None or end is None or end < start:
+            return None
+        return end - start
+
+
+def _instant(text: str | None) -> float | None:
+    """Epoch seconds of an ISO date such as `2023-02-03T11:19:41.579Z`; None if it is not one."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
 
 
 # --- cost envelope (§3.3) ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from pipeline.progress import Progress, choose_live
-from pipeline.schedule import Event
+from pipeline.report import Event
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

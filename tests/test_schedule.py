@@ -14,7 +14,8 @@ from pipeline.journal import Intent, Journal
 from pipeline.lockfile import read_lock
 from pipeline.manifest import load_manifests, load_settings
 from pipeline.plan import make_plan
-from pipeline.schedule import Event, Outcome, Runner, RunOptions, RunPaths
+from pipeline.report import Event, Outcome
+from pipeline.schedule import Runner, RunOptions, RunPaths
 from pipeline.state import STATE_DIR, RepoLock, StatCache
 from tests.conftest import WriteFile
 from tests.e2e import FAST, copy_examples, generates, invoke
