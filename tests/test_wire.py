@@ -136,3 +136,20 @@ def test_collection_and_training_image() -> None:
     )
     assert collection.asset_count == 1
     assert TrainingImage.model_validate({}).id is None  # the contract marks nothing required
+
+
+def test_a_jobs_run_time_comes_from_its_own_dates() -> None:
+    history = [
+        {"status": "queued", "date": "2026-01-01T00:00:00.000Z"},
+        {"status": "success", "date": "2026-01-01T00:00:01.250Z"},
+    ]
+    done = Job.model_validate({**JOB, "status": "success", "statusHistory": history})
+    assert done.run_seconds == pytest.approx(1.25)
+    # no history entry for the final status: updatedAt stands in
+    late = {**JOB, "status": "failure", "updatedAt": "2026-01-01T00:00:03.000Z"}
+    assert Job.model_validate(late).run_seconds == pytest.approx(3.0)
+    assert Job.model_validate(JOB).run_seconds is None  # not over yet
+    garbled = {**JOB, "status": "success", "createdAt": "yesterday"}
+    assert Job.model_validate(garbled).run_seconds is None
+    backwards = {**JOB, "status": "success", "updatedAt": "2025-12-31T00:00:00Z"}
+    assert Job.model_validate(backwards).run_seconds is None
