@@ -1,8 +1,10 @@
-"""No-op plan: a 10,000-item manifest, lock current, outputs present. How long does `plan` take?
+"""No-op rerun: a 10,000-item manifest, lock current, outputs present. How long to do nothing?
 
-Measures the whole `pipeline plan` process (median of several runs) and, in process, its parts:
-start-up (imports), YAML parsing, validation and expansion, lock reading, fingerprinting and the
-file checks. Also checks that nothing was written. Run: `python -m bench.plan_noop [--items N]`.
+Measures the whole `pipeline plan` and `pipeline run` processes (median of several runs, with
+their peak RSS), GNU make deciding the same outputs are up to date (`make -q`, the floor for a
+stat-based check), and, in process, plan's parts: start-up (imports), YAML parsing, validation and
+expansion, lock reading, fingerprinting and the file checks. Also checks that plan wrote nothing.
+Run: `python -m bench.plan_noop [--items N]`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import argparse
 import hashlib
 import io
 import os
-import statistics
-import subprocess
+import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from bench.measure import PIPELINE, repeat, run_process, spread, table
 from pipeline import yamlfast
 from pipeline.lockfile import LockEntry, OutputRecord, read_lock, write_lock
 from pipeline.manifest import load_manifests, load_settings
@@ -76,78 +77,95 @@ def build_repo(root: Path, items: int) -> None:
     cache.save(root / STATE_DIR)
 
 
-def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples), samples
+Row = tuple[str, list[float], float | None]  # what, seconds per repeat, peak RSS in MB
 
 
-def _process(args: list[str], repeat: int) -> tuple[float, list[float]]:
-    def once() -> None:
-        subprocess.run(args, check=True, capture_output=True)
+def _timed(what: str, fn: Callable[[], Any], times: int) -> Row:
+    return what, repeat(fn, times), None
 
-    return _timed(once, repeat)
+
+def _process(what: str, args: list[str], times: int) -> Row:
+    samples = [run_process(args) for _ in range(times)]
+    return what, [s.seconds for s in samples], max(s.peak_rss_mb for s in samples)
+
+
+def _make_floor(root: Path, times: int) -> Row | None:
+    """GNU make asked whether the same outputs are up to date (each depends on the manifest)."""
+    if shutil.which("make") is None:
+        return None
+    outputs = sorted(str(p.relative_to(root)) for p in (root / "output").rglob("*.png"))
+    rules = ["all: " + " ".join(outputs), "output/%.png: manifests/big.yaml", "\t@false"]
+    (root / "noop.mk").write_text("\n".join(rules) + "\n")
+    return _process(
+        "GNU `make -q` on the same outputs (floor)",
+        ["make", "-q", "-C", str(root), "-f", "noop.mk"],
+        times,
+    )
 
 
 def _snapshot(root: Path) -> dict[str, int]:
     return {str(path): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
 
 
-def measure(items: int, repeat: int) -> list[tuple[str, float, list[float]]]:
-    """Rows of (what, median seconds, samples)."""
-    rows: list[tuple[str, float, list[float]]] = []
+def measure(items: int, times: int) -> list[Row]:
+    """One row per measurement."""
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
         root = Path(tmp)
         build_repo(root, items)
-        exe = [sys.executable, "-m", "pipeline", "-C", str(root)]
+        exe = [*PIPELINE, "-C", str(root)]
         before = _snapshot(root)
-        rows.append(("`pipeline plan` (whole process)", *_process([*exe, "plan"], repeat)))
+        rows.append(_process("`pipeline plan` (whole process)", [*exe, "plan"], times))
         rows.append(
-            ("`pipeline plan --json` (whole process)", *_process([*exe, "plan", "--json"], repeat))
+            _process("`pipeline plan --json` (whole process)", [*exe, "plan", "--json"], times)
         )
         if _snapshot(root) != before:
             raise SystemExit("plan wrote or touched files: it must not")
+        run_process([*exe, "run", "--backend", "local"])  # the first run writes the indexes
         rows.append(
-            (
-                "start-up: python + imports",
-                *_process([sys.executable, "-c", "import pipeline.cli"], repeat),
+            _process("`pipeline run` (whole process)", [*exe, "run", "--backend", "local"], times)
+        )
+        floor = _make_floor(root, times)
+        if floor is not None:
+            rows.append(floor)
+        rows.append(
+            _process(
+                "start-up: python + imports", [sys.executable, "-c", "import pipeline.cli"], times
             )
         )
-        rows.append(("python alone", *_process([sys.executable, "-c", "pass"], repeat)))
+        rows.append(_process("python alone", [sys.executable, "-c", "pass"], times))
         text = (root / "manifests" / "big.yaml").read_bytes()
         source = text.decode()
         rows.append(
-            (
+            _timed(
                 "YAML parse (block reader, the path plan takes)",
-                *_timed(lambda: yamlfast.load(source), repeat),
+                lambda: yamlfast.load(source),
+                times,
             )
         )
         rows.append(
-            (
+            _timed(
                 "YAML parse (PyYAML C loader, for comparison; not used)",
-                *_timed(lambda: yaml.load(text, Loader=yaml.CSafeLoader), repeat),
+                lambda: yaml.load(text, Loader=yaml.CSafeLoader),
+                times,
             )
         )
         settings = load_settings(root)
         rows.append(
-            (
+            _timed(
                 "load + validate + expand (YAML parse included)",
-                *_timed(lambda: load_manifests(root, settings), repeat),
+                lambda: load_manifests(root, settings),
+                times,
             )
         )
         collections = load_manifests(root, settings)
         all_items = collections[0].items
-        rows.append(("read lock", *_timed(lambda: read_lock(root / "assets.lock"), repeat)))
+        rows.append(_timed("read lock", lambda: read_lock(root / "assets.lock"), times))
         rows.append(
-            (
+            _timed(
                 "fingerprints",
-                *_timed(
-                    lambda: [fingerprint_of(request_of(item, "local")) for item in all_items],
-                    repeat,
-                ),
+                lambda: [fingerprint_of(request_of(item, "local")) for item in all_items],
+                times,
             )
         )
         lock = read_lock(root / "assets.lock")
@@ -162,23 +180,19 @@ def measure(items: int, repeat: int) -> list[tuple[str, float, list[float]]]:
             )
             assert result.count(State.UNCHANGED) == items, "the repo is not settled"
 
-        rows.append(("diff: fingerprints + stat checks", *_timed(plan_only, repeat)))
+        rows.append(_timed("diff: fingerprints + stat checks", plan_only, times))
         os.unlink(root / STATE_DIR / "stat-cache.json")
-        rows.append(("diff without stat cache (hashes every file)", *_timed(plan_only, repeat)))
+        rows.append(_timed("diff without stat cache (hashes every file)", plan_only, times))
     return rows
 
 
-def render(rows: list[tuple[str, float, list[float]]], items: int) -> str:
-    lines = [
-        f"| no-op plan, {items:,} items | median | min | max |",
-        "|---|---:|---:|---:|",
+def render(rows: list[Row], items: int) -> str:
+    header = [f"no-op rerun, {items:,} items", "median (min-max)", "peak RSS"]
+    body = [
+        [what, spread(samples), "" if rss is None else f"{rss:.0f} MB"]
+        for what, samples, rss in rows
     ]
-    for what, median, samples in rows:
-        lines.append(
-            f"| {what} | {median * 1000:.0f} ms | {min(samples) * 1000:.0f} ms "
-            f"| {max(samples) * 1000:.0f} ms |"
-        )
-    return "\n".join(lines)
+    return table(header, body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -210,9 +210,10 @@ def _finish_run(
     as_json: bool,
 ) -> None:
     """Indexes up to date, the summary shown, and the exit code the report calls for."""
+    from pipeline.index import write_indexes
     from pipeline.report import Outcome
 
-    _write_indexes(output, collections, lock)
+    write_indexes(output, collections, lock)
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
     _render_report(report)
@@ -324,19 +325,6 @@ def _render_report(report: RunReport) -> None:
     _say(f"done in {report.seconds:.1f}s: " + ", ".join(parts))
     if report.orphaned:
         _say(f"{report.orphaned} orphaned item(s) in the lock: `pipeline prune` removes them")
-
-
-def _write_indexes(output: Path, collections: Sequence[Collection], lock: Lockfile) -> None:
-    from pipeline.collect import write_index
-
-    for collection in collections:
-        entries = [
-            (item, lock.items[item.key].outputs)
-            for item in collection.items
-            if item.key in lock.items
-        ]
-        if entries:
-            write_index(output, collection.name, entries)
 
 
 @cli.command()

@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from pipeline.client import ApiClient
 from pipeline.errors import DownloadError
@@ -132,36 +129,3 @@ def copy_output(source: Path, target: Target, record: OutputRecord) -> OutputRec
         raise DownloadError(record.asset_id or "?", f"{source} no longer matches the lock")
     write_atomic(target.path, data)
     return replace(record, file=target.rel)
-
-
-def write_index(
-    output_dir: Path, collection: str, entries: Iterable[tuple[Item, Sequence[OutputRecord]]]
-) -> bool:
-    """`output/<collection>/index.json` for engine import scripts; False when unchanged."""
-    items: list[dict[str, Any]] = []
-    for item, outputs in sorted(entries, key=lambda pair: pair[0].id):
-        items.append(
-            {
-                "id": item.id,
-                "prompt": item.prompt,
-                "seed": item.seed,
-                "model": item.model,
-                "files": [
-                    {
-                        "file": Path(record.file).name,
-                        "width": record.width,
-                        "height": record.height,
-                        "sha256": record.sha256,
-                    }
-                    for record in outputs
-                ],
-            }
-        )
-    doc = {"collection": collection, "items": items}
-    data = (json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
-    path = output_dir / collection / "index.json"
-    with contextlib.suppress(FileNotFoundError):
-        if path.read_bytes() == data:
-            return False
-    write_atomic(path, data)
-    return True

@@ -1,0 +1,64 @@
+"""output/<collection>/index.json: what each collection holds, for a game engine's import scripts.
+
+One document per collection: its items sorted by id, each with prompt, seed, model and files
+(name, width, height, sha256). Written only when its bytes would change, atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.files import write_atomic
+from pipeline.lockfile import Lockfile, OutputRecord
+from pipeline.manifest import Collection, Item
+
+__all__ = ["write_index", "write_indexes"]
+
+
+def write_indexes(output_dir: Path, collections: Sequence[Collection], lock: Lockfile) -> None:
+    """Every collection's index from the lock; a collection with nothing locked gets none."""
+    for collection in collections:
+        entries = [
+            (item, lock.items[item.key].outputs)
+            for item in collection.items
+            if item.key in lock.items
+        ]
+        if entries:
+            write_index(output_dir, collection.name, entries)
+
+
+def write_index(
+    output_dir: Path, collection: str, entries: Iterable[tuple[Item, Sequence[OutputRecord]]]
+) -> bool:
+    """`output/<collection>/index.json` for engine import scripts; False when unchanged."""
+    items: list[dict[str, Any]] = []
+    for item, outputs in sorted(entries, key=lambda pair: pair[0].id):
+        items.append(
+            {
+                "id": item.id,
+                "prompt": item.prompt,
+                "seed": item.seed,
+                "model": item.model,
+                "files": [
+                    {
+                        "file": Path(record.file).name,
+                        "width": record.width,
+                        "height": record.height,
+                        "sha256": record.sha256,
+                    }
+                    for record in outputs
+                ],
+            }
+        )
+    doc = {"collection": collection, "items": items}
+    data = (json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
+    path = output_dir / collection / "index.json"
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_bytes() == data:
+            return False
+    write_atomic(path, data)
+    return True
