@@ -134,21 +134,21 @@ def env_for(url: str) -> dict[str, str]:
     return env
 
 
-def write_project(root: Path, items: int, request_timeout: float | None) -> Path:
+def write_project(root: Path, items: int, request_timeout: float | None, size: int = SIZE) -> Path:
     """A game repo with one manifest of `items` items; also the same items as the peers' JSON."""
     lines = [
         "collection: bench",
         "defaults:",
         f"  model: {MODEL}",
-        f"  width: {SIZE}",
-        f"  height: {SIZE}",
+        f"  width: {size}",
+        f"  height: {size}",
         "items:",
     ]
     peers = []
     for n in range(items):
         prompt = f"bench icon {n}, pixel art"
         lines += [f"  - id: item-{n:04d}", f"    prompt: {prompt}", f"    seed: {n + 1}"]
-        body = {"prompt": prompt, "seed": n + 1, "width": SIZE, "height": SIZE, "numOutputs": 1}
+        body = {"prompt": prompt, "seed": n + 1, "width": size, "height": size, "numOutputs": 1}
         peers.append({"id": f"item-{n:04d}", "model": MODEL, "body": body})
     (root / "manifests").mkdir(parents=True)
     (root / "manifests" / "bench.yaml").write_text("\n".join(lines) + "\n")
