@@ -34,7 +34,7 @@ _ADAM7 = (
     (0, 1, 1, 2),
 )
 _PIECE = 1 << 16  # bytes read at a time
-_INFLATE_STEP = 1 << 20  # most bytes inflated at a time
+_INFLATE_STEP = 1 << 18  # most bytes inflated at a time
 _MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
