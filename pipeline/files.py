@@ -11,16 +11,24 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`, durably; on any failure the old file is left as it was."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data`; on any failure the old file is left as it was.
+
+    `durable=False` skips the fsyncs: still atomic, and it survives the process being killed,
+    but not the machine losing power. For what can be found again if it is lost.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        place(Path(tmp), path)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if durable:
+            place(Path(tmp), path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

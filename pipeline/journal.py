@@ -69,19 +69,24 @@ class Journal:
                 intents[intent.fingerprint] = intent
         return intents
 
-    def write(self, intent: Intent) -> None:
+    def write(self, intent: Intent, *, durable: bool = True) -> None:
         """Persist an intent (fsync'd) before the request it describes is sent."""
         if not self.enabled:
             return
         data = asdict(intent)
         data.pop("notes")
         data["body"] = dict(intent.body)
-        write_atomic(self._path(intent.fingerprint), json.dumps(data, sort_keys=True).encode())
+        text = json.dumps(data, sort_keys=True).encode()
+        write_atomic(self._path(intent.fingerprint), text, durable=durable)
 
     def attach(self, intent: Intent, job_id: str) -> Intent:
-        """Record the job id the API gave for this intent."""
+        """Record the job id the API gave for this intent.
+
+        Not fsync'd: if a power cut loses it, the durable intent is still there and the next run
+        finds the job by reconciling against the job list, so nothing is paid twice.
+        """
         attached = replace(intent, job_id=job_id)
-        self.write(attached)
+        self.write(attached, durable=False)
         return attached
 
     def forget(self, fingerprint: str, job_id: str | None = None) -> None:

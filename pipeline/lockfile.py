@@ -68,6 +68,11 @@ class _Document:
     items: dict[str, LockEntry] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)
     trainings: dict[str, str] = field(default_factory=dict)
+    # Each entry's rendered block, reused while the entry is the same object: a run flushes the
+    # lock every few hundred ms, and re-rendering thousands of unchanged entries each time costs.
+    _blocks: dict[str, tuple[LockEntry, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 # Stdlib dataclasses validated by pydantic-core: half the time of BaseModels on a large lock.
@@ -81,6 +86,11 @@ class Lockfile:
     items: dict[str, LockEntry] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)
     trainings: dict[str, str] = field(default_factory=dict)
+    # Each entry's rendered block, reused while the entry is the same object: a run flushes the
+    # lock every few hundred ms, and re-rendering thousands of unchanged entries each time costs.
+    _blocks: dict[str, tuple[LockEntry, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def read_lock(path: Path) -> Lockfile:
@@ -134,15 +144,34 @@ def _peek_version(raw: bytes) -> int:
 
 
 def render_lock(lock: Lockfile) -> bytes:
-    """The lockfile's exact bytes: the same lock always gives the same bytes."""
-    doc = {
-        "version": LOCK_VERSION,
-        "items": {key: _entry_json(entry) for key, entry in lock.items.items()},
-        "uploads": lock.uploads,
-        "trainings": lock.trainings,
-    }
-    text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
-    return (text + "\n").encode()
+    """The lockfile's exact bytes: the same lock always gives the same bytes.
+
+    The same bytes as `json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)` of the
+    whole document, built from one cached block per entry.
+    """
+    blocks = []
+    cache: dict[str, tuple[LockEntry, str]] = {}
+    for key in sorted(lock.items):
+        entry = lock.items[key]
+        cached = lock._blocks.get(key)
+        if cached is None or cached[0] is not entry:
+            text = _dumps(_entry_json(entry)).replace("\n", "\n    ")
+            cached = (entry, f"    {_dumps(key)}: {text}")
+        cache[key] = cached
+        blocks.append(cached[1])
+    lock._blocks = cache
+    items = "{\n" + ",\n".join(blocks) + "\n  }" if blocks else "{}"
+    uploads = _dumps(lock.uploads).replace("\n", "\n  ")
+    trainings = _dumps(lock.trainings).replace("\n", "\n  ")
+    text = (
+        f'{{\n  "items": {items},\n  "trainings": {trainings},\n'
+        f'  "uploads": {uploads},\n  "version": {LOCK_VERSION}\n}}\n'
+    )
+    return text.encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def _entry_json(entry: LockEntry) -> dict[str, Any]:

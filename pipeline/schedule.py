@@ -305,7 +305,12 @@ class Runner:
             if self._stopping:
                 await self.limit.release(completed=False)
                 raise _Interrupted
-            self.journal.write(intent)
+            await asyncio.to_thread(self.journal.write, intent)  # its fsync spares the loop
+            if self._stopping:  # stopped while the intent was being written: nothing was sent
+                if not maybe_paid:
+                    self.journal.forget(fingerprint)
+                await self.limit.release(completed=False)
+                raise _Interrupted
             result.attempts += 1
             try:
                 reply = await self.client.generate(item.model, body)

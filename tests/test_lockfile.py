@@ -3,8 +3,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import LockfileError
 from pipeline.lockfile import (
@@ -12,6 +15,7 @@ from pipeline.lockfile import (
     LockEntry,
     Lockfile,
     OutputRecord,
+    _entry_json,
     read_lock,
     render_lock,
     write_lock,
@@ -164,3 +168,49 @@ def test_failed_write_keeps_the_previous_lock_and_leaves_no_temp(
         write_lock(path, sample_lock())
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["assets.lock"]
+
+
+_keys = st.text(min_size=1, max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    requests=st.dictionaries(
+        _keys, st.dictionaries(st.text(max_size=6), _json, max_size=4), max_size=6
+    ),
+    uploads=st.dictionaries(_keys, st.text(max_size=10), max_size=3),
+    trainings=st.dictionaries(_keys, st.text(max_size=10), max_size=3),
+)
+@settings(max_examples=150, deadline=None)
+def test_render_is_the_plain_json_of_the_whole_document(
+    requests: dict[str, dict[str, Any]], uploads: dict[str, str], trainings: dict[str, str]
+) -> None:
+    lock = Lockfile(uploads=uploads, trainings=trainings)
+    for n, (key, request) in enumerate(requests.items()):
+        lock.items[key] = LockEntry(
+            fingerprint=f"{n:064x}", request=request, seed_derived=n % 2 == 0
+        )
+    doc = {
+        "version": LOCK_VERSION,
+        "items": {key: _entry_json(entry) for key, entry in lock.items.items()},
+        "uploads": uploads,
+        "trainings": trainings,
+    }
+    plain = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    assert render_lock(lock).decode() == plain
+    # the cached blocks give the same bytes again, and follow a replaced entry
+    assert render_lock(lock).decode() == plain
+    if requests:
+        key = next(iter(requests))
+        lock.items[key] = LockEntry(fingerprint="f" * 64, request={"changed": True})
+        doc["items"][key] = _entry_json(lock.items[key])
+        assert (
+            render_lock(lock).decode()
+            == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
