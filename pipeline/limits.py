@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -135,21 +134,60 @@ class AdaptiveLimit:
             self._changed.notify_all()
 
 
+_MARGIN = 0.02  # seconds after the expected end: polling just before it costs a second poll
+
+
 class PollClock:
-    """When to ask about a job next, learned from how long jobs take."""
+    """When to ask about a job next, learned from how long jobs take and how they report progress.
+
+    The first poll comes when a quarter of recent jobs were done, so a job that ends early waits
+    little. After that the job's own `progress` says when it should end: how progress maps to the
+    share of a job's run time is learned from finished jobs (a straight-line fit, since APIs
+    rarely report progress linearly), and the next poll is aimed just after the expected end.
+    Progress can only bring a poll forward, never past the fallback of polls that spread out
+    with the job's age: a job that reports progress badly costs extra polls, never a late result.
+    """
 
     def __init__(self, *, first: float = 1.0, floor: float = 0.25, ceiling: float = 10.0) -> None:
         self.floor = floor
         self.ceiling = ceiling
         self._durations: deque[float] = deque([first], maxlen=50)
+        self._points: deque[tuple[float, float]] = deque(maxlen=200)  # (progress, share of run)
 
-    def observe(self, duration: float) -> None:
-        """A job of this kind took `duration` seconds from submission to a terminal status."""
+    def observe(self, duration: float, seen: Sequence[tuple[float, float]] = ()) -> None:
+        """A job took `duration` seconds; `seen` holds the (age, progress) of its earlier polls."""
         self._durations.append(max(0.0, duration))
+        if duration > 0:
+            self._points.extend(
+                (progress, min(1.0, age / duration)) for age, progress in seen if 0 < progress < 1
+            )
 
-    def next_delay(self, age: float) -> float:
-        """Seconds to wait before the next poll of a job submitted `age` seconds ago."""
-        expected = statistics.median(self._durations)
-        if age < expected:
-            return max(self.floor, expected - age + 0.02)
-        return min(self.ceiling, max(self.floor, 0.25 * age))
+    def next_delay(self, age: float, progress: float | None = None) -> float:
+        """Seconds to wait before the next poll of a job submitted `age` seconds ago.
+
+        `progress` is the job's progress (0 to 1) at its last poll; None before the first poll.
+        """
+        ranked = sorted(self._durations)
+        early = ranked[(len(ranked) - 1) // 4]
+        if progress is None and age < early:
+            return max(self.floor, early - age + _MARGIN)
+        fallback = min(self.ceiling, max(self.floor, 0.25 * age))
+        if progress is None or not 0.0 < progress < 1.0:
+            return fallback
+        share = self._share(progress)
+        if share <= 0.0:
+            return fallback
+        expected_left = age / share - age + _MARGIN
+        return min(fallback, max(_MARGIN, 0.05 * age, expected_left))
+
+    def _share(self, progress: float) -> float:
+        """The share of its run time a job has behind it when it reports `progress`."""
+        points = self._points
+        if len({p for p, _ in points}) < 3:
+            return progress
+        n = len(points)
+        mean_p = sum(p for p, _ in points) / n
+        mean_s = sum(s for _, s in points) / n
+        spread = sum((p - mean_p) ** 2 for p, _ in points)
+        slope = sum((p - mean_p) * (s - mean_s) for p, s in points) / spread
+        return min(1.0, mean_s + slope * (progress - mean_p))

@@ -412,18 +412,24 @@ class Runner:
         """Poll until the job is terminal; failures carry the API's error and hint."""
         started = self.clock()
         status = "queued"
+        progress: float | None = None
+        seen: list[tuple[float, float]] = []  # (age, progress) of each poll before the end
         while True:
             age = self.clock() - started
             remaining = self.options.job_deadline - age
             if remaining <= 0:
                 raise JobTimedOut(job_id, status, age)
-            await self.sleep(min(self.polls.next_delay(age), remaining))
+            await self.sleep(min(self.polls.next_delay(age, progress), remaining))
             job = await self._call(lambda: self.client.get_job(job_id))
-            status = job.status
+            status, progress = job.status, job.progress
             if job.status == "success":
-                seen = job.run_seconds
-                self.polls.observe(self.clock() - started if seen is None else seen)
+                elapsed, run = self.clock() - started, job.run_seconds
+                if run is None:
+                    self.polls.observe(elapsed)
+                else:  # a job re-attached after a restart began before `started`: ages are off
+                    self.polls.observe(run, seen if elapsed >= 0.9 * run else ())
                 return job
+            seen.append((self.clock() - started, job.progress))
             if job.status in _TERMINAL_FAILURES:
                 raise JobFailed(
                     job_id, job.status, job.metadata.error or "", job.metadata.hint or ""

@@ -129,3 +129,25 @@ def test_first_poll_lands_when_jobs_usually_finish_then_backs_off_with_age() -> 
     assert clock.next_delay(3.5) == pytest.approx(0.875)
     assert clock.next_delay(100.0) == 10.0
     assert clock.next_delay(3.01) == pytest.approx(0.7525)
+
+
+def test_progress_aims_the_next_poll_at_the_expected_end() -> None:
+    clock = PollClock(first=1.0)
+    # 90% done at 8 s: about 0.9 s left, sooner than the age-based 2 s
+    assert clock.next_delay(8.0, progress=0.9) == pytest.approx(8 / 0.9 - 8 + 0.02)
+    # progress only brings a poll forward: never past the age-based fallback
+    assert clock.next_delay(1.0, progress=0.5) == pytest.approx(0.25)
+    assert clock.next_delay(8.0, progress=0.0) == pytest.approx(2.0)
+    # a progress stuck near 1 cannot make it poll in a tight loop
+    assert clock.next_delay(8.0, progress=0.999) == pytest.approx(0.4)
+
+
+def test_how_progress_maps_to_run_time_is_learnt_from_finished_jobs() -> None:
+    naive = PollClock(first=1.0)
+    learnt = PollClock(first=1.0)
+    # an API whose progress runs ahead of time: share of run time = 0.1 + 0.8 x progress
+    for progress in (0.2, 0.4, 0.6, 0.3, 0.5):
+        learnt.observe(10.0, seen=[((0.1 + 0.8 * progress) * 10.0, progress)])
+    # at 40 s a job reporting 0.9 has 0.82 of its run behind it: about 8.8 s left, not 4.4
+    assert naive.next_delay(40.0, progress=0.9) == pytest.approx(40 / 0.9 - 40 + 0.02)
+    assert learnt.next_delay(40.0, progress=0.9) == pytest.approx(40 / 0.82 - 40 + 0.02)
