@@ -111,6 +111,8 @@ def read_lock(path: Path) -> Lockfile:
         version = _peek_version(raw)
     except ValueError as exc:
         raise LockfileError(str(path), f"is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise LockfileError(str(path), "is not a lockfile (JSON nested too deep)") from None
     if version > LOCK_VERSION:
         raise LockfileError(
             str(path),

@@ -294,8 +294,9 @@ class _Reader:
         if i >= len(lines):
             raise Unsupported
         indent = len(lines[i]) - len(lines[i].lstrip(" "))
-        if indent <= parent or indent < 1 or leading > indent or (leading and style == ">"):
-            raise Unsupported
+        blank_first = i > self.i + 1  # empty lines before the first line of text
+        if indent <= parent or indent < 1 or leading > indent or (blank_first and style == ">"):
+            raise Unsupported  # folding that starts with empty lines: PyYAML's job
         body: list[str] = [""] * (i - self.i - 1)
         while i < len(lines):
             line = lines[i]

@@ -341,21 +341,35 @@ def validation_issues(
     return issues
 
 
+MAX_DEPTH = 100  # levels of nesting a passthrough value may have
+MAX_NODES = 100_000  # values it may hold once its aliases are expanded (a YAML bomb has billions)
+
+
 def json_problem(root: Any) -> tuple[tuple[Key, ...], str] | None:
-    """The first value JSON cannot carry, and why; iterative, so depth and aliases are safe."""
+    """The first value JSON cannot carry, and why; iterative, so depth and aliases are safe.
+
+    Besides types: nesting deeper than MAX_DEPTH, and more than MAX_NODES values once aliases
+    are expanded (the size the request would have on the wire), are refused.
+    """
     stack: list[tuple[Any, tuple[Key, ...], bool]] = [(root, (), False)]
     active: set[int] = set()
-    done: set[int] = set()
+    sizes: dict[int, int] = {}  # expanded size of each container already seen
     while stack:
         value, path, leaving = stack.pop()
         if leaving:
             active.discard(id(value))
-            done.add(id(value))
+            children = value.values() if isinstance(value, dict) else value
+            size = 1 + sum(sizes.get(id(child), 1) for child in children)
+            if size > MAX_NODES:
+                return path, f"too large: more than {MAX_NODES:,} values once aliases are expanded"
+            sizes[id(value)] = size
         elif isinstance(value, dict | list):
-            if id(value) in done:
+            if id(value) in sizes:
                 continue
             if id(value) in active:
                 return path, "a value that contains itself (through an alias)"
+            if len(path) > MAX_DEPTH:
+                return path, f"nested too deep (more than {MAX_DEPTH} levels)"
             active.add(id(value))
             stack.append((value, path, True))
             pairs = list(value.items() if isinstance(value, dict) else enumerate(value))

@@ -377,8 +377,6 @@ def _scalar_text(draw: st.DrawFn, indent: int) -> str:
     if style == "block":
         header = draw(st.sampled_from(["|", "|-", "|+", ">", ">-", ">+"]))
         lines = draw(st.lists(st.sampled_from(["x", "y z", "", "  w"]), min_size=1, max_size=3))
-        if header[0] == ">" and not lines[0]:
-            lines[0] = "x"  # a folded scalar opening with an empty line: a known defect (test_fuzz)
         pad = " " * (indent + 2)
         return " " + header + "".join("\n" + (pad + line if line else "") for line in lines)
     return ""
