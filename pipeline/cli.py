@@ -19,7 +19,7 @@ import click
 
 from pipeline import __version__
 from pipeline.backend import BackendChoice, resolve_backend
-from pipeline.errors import InvalidInput, PipelineError, RunFailed
+from pipeline.errors import InvalidInput, PipelineError, RunFailed, WriteError
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
 from pipeline.plan import Plan, PlanEntry, State, make_plan
@@ -213,7 +213,11 @@ def _finish_run(
     from pipeline.index import write_indexes
     from pipeline.report import Outcome
 
-    write_indexes(output, collections, lock)
+    index_error: WriteError | None = None
+    try:
+        write_indexes(output, collections, lock)
+    except WriteError as exc:  # the outputs and the lock are in place: only an index is behind
+        index_error = exc
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
     _render_report(report)
@@ -221,9 +225,13 @@ def _finish_run(
         sys.exit(130)
     failures = report.failures
     if failures:
+        if index_error is not None:
+            _say(f"error: {index_error}", fg="red")
         raise RunFailed(
             failures, done=report.count(Outcome.GENERATED) + report.count(Outcome.RESTORED)
         )
+    if index_error is not None:
+        raise index_error
 
 
 async def _run(

@@ -204,9 +204,9 @@ class DownloadError(PipelineError):
 class WriteError(PipelineError):
     """The file system refused a write; what was written before is intact."""
 
-    def __init__(self, exc: OSError) -> None:
-        self.filename = exc.filename
-        where = f"{exc.filename}: " if exc.filename else ""
+    def __init__(self, exc: OSError, path: object = None) -> None:
+        self.filename = exc.filename or (str(path) if path is not None else None)
+        where = f"{self.filename}: " if self.filename else ""
         super().__init__(f"{where}cannot write ({exc.strerror or exc})")
 
 

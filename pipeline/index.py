@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import WriteError
 from pipeline.files import write_atomic
 from pipeline.lockfile import Lockfile, OutputRecord
 from pipeline.manifest import Collection, Item
@@ -20,7 +21,10 @@ __all__ = ["write_index", "write_indexes"]
 
 
 def write_indexes(output_dir: Path, collections: Sequence[Collection], lock: Lockfile) -> None:
-    """Every collection's index from the lock; a collection with nothing locked gets none."""
+    """Every collection's index from the lock; a collection with nothing locked gets none.
+
+    WriteError (naming the index) when the disk refuses one; those already written stay.
+    """
     for collection in collections:
         entries = [
             (item, lock.items[item.key].outputs)
@@ -28,7 +32,10 @@ def write_indexes(output_dir: Path, collections: Sequence[Collection], lock: Loc
             if item.key in lock.items
         ]
         if entries:
-            write_index(output_dir, collection.name, entries)
+            try:
+                write_index(output_dir, collection.name, entries)
+            except OSError as exc:
+                raise WriteError(exc, output_dir / collection.name / "index.json") from None
 
 
 def write_index(

@@ -18,6 +18,7 @@ ids (the local backend keeps no remote copies, so there regenerating is the rest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -44,6 +45,7 @@ from pipeline.errors import (
     InvalidInput,
     JobFailed,
     JobTimedOut,
+    LockfileError,
     PipelineError,
     Problem,
     WriteError,
@@ -183,7 +185,9 @@ class Runner:
     async def _flush_periodically(self) -> None:
         while True:
             await self.sleep(self.options.flush_interval)
-            self.flush()
+            # a full or read-only disk: tried again next time, and reported by the last flush
+            with contextlib.suppress(LockfileError, OSError):
+                self.flush()
 
     async def _one(self, entry: PlanEntry) -> ItemResult:
         result = ItemResult(entry.key, Outcome.FAILED)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pipeline.errors import RepoBusy
+from pipeline.errors import RepoBusy, WriteError
 from pipeline.files import write_atomic
 
 STATE_DIR = ".pipeline"
@@ -57,13 +57,20 @@ class StatCache:
             self.entries[name] = value
             self.changed = True
 
-    def save(self, state_dir: Path) -> None:
-        """Write the cache if anything was remembered since it was loaded."""
+    def save(self, state_dir: Path) -> bool:
+        """Write the cache if anything was remembered since it was loaded; False if it cannot be.
+
+        Only a cache: a disk that refuses it costs the next plan some hashing, never a run.
+        """
         if not self.changed:
-            return
+            return True
         doc = {"version": _STAT_CACHE_VERSION, "entries": dict(sorted(self.entries.items()))}
-        write_atomic(state_dir / _STAT_CACHE, json.dumps(doc, separators=(",", ":")).encode())
+        try:
+            write_atomic(state_dir / _STAT_CACHE, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError:
+            return False
         self.changed = False
+        return True
 
 
 class RepoLock:
@@ -74,8 +81,11 @@ class RepoLock:
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> RepoLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+")
+        except OSError as exc:
+            raise WriteError(exc) from None
         try:
             _lock_file(handle)
         except OSError:

@@ -235,12 +235,6 @@ def test_a_lockfile_folder_that_is_not_a_folder_is_exit_2(game: Path) -> None:
     assert (game / "locks").read_text() == "not a folder"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="DEFECT: an OSError writing output/<collection>/index.json after a run escapes "
-    "cli._write_indexes as a traceback (not a PipelineError)",
-)
 def test_an_index_json_that_cannot_be_written_is_reported(
     game: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,12 +251,6 @@ def test_an_index_json_that_cannot_be_written_is_reported(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="DEFECT: an OSError saving .pipeline/stat-cache.json escapes Runner.flush "
-    "(StatCache.save) as a traceback, though the cache is only a cache",
-)
 def test_a_stat_cache_that_cannot_be_written_does_not_fail_the_run(
     game: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,12 +260,6 @@ def test_a_stat_cache_that_cannot_be_written_does_not_fail_the_run(
     assert result.exit_code == 0, result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="DEFECT: an unusable .pipeline/ (read-only, or a file) makes RepoLock.__enter__'s "
-    "mkdir/open raise OSError: traceback from run and prune",
-)
 @pytest.mark.parametrize("command", ["run", "prune"])
 def test_an_unwritable_state_folder_is_reported(game: Path, command: str) -> None:
     """`.pipeline` is a file (as unwritable as a read-only folder, even for root): a clear exit 2
