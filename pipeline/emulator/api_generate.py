@@ -86,9 +86,13 @@ def routes(emu: Emulator) -> list[Route]:
         seed = checked.values.get("seed")
         if seed is None:
             seed = rng.randrange(2**31) if model.input("seed") else 0
-        failed = "job_failure" in fault_plan(request.scope)
+        plan = fault_plan(request.scope)
+        failed = "job_failure" in plan
+        stuck = "stuck" in plan and not failed
         if failed:
             stats.record_fault("job_failure")
+        if stuck:
+            stats.record_fault("stuck")
         width, height = checked.size
         images = [
             ref
@@ -107,6 +111,7 @@ def routes(emu: Emulator) -> list[Route]:
             cost=cost,
             error=FAILURE_ERROR if failed else "",
             hint=FAILURE_HINT if failed else "",
+            stuck=stuck,
             recipe={
                 "mode": model.mode,
                 "source": model.source,
@@ -123,9 +128,10 @@ def routes(emu: Emulator) -> list[Route]:
         store.add_job(job)
         stats.job_started(job.id, job.created, job.end)
         stats.record_generate(request_key(model.id, body))
+        now = emu.clock()  # read before settling: a job shown ended has its outputs (see get_job)
         store.job(job.id)  # a zero-length job is already done
         envelope = cost_envelope(cost, "custom-generation")
-        return JSONResponse({"job": job_json(job, emu.clock()), **envelope})
+        return JSONResponse({"job": job_json(job, now), **envelope})
 
     async def caption(request: Request) -> Response:
         dry = dry_run(request)
@@ -155,8 +161,11 @@ def routes(emu: Emulator) -> list[Route]:
         return JSONResponse(result)
 
     async def get_job(request: Request) -> Response:
+        # The time is read before the job settles (which reads the clock again): a job that
+        # ends in between is shown still running, never `success` without its assetIds.
+        now = emu.clock()
         job = store.job(request.path_params["jobId"])
-        return JSONResponse({"job": job_json(job, emu.clock())})
+        return JSONResponse({"job": job_json(job, now)})
 
     async def list_jobs(request: Request) -> Response:
         query = request.query_params
@@ -220,8 +229,9 @@ def routes(emu: Emulator) -> list[Route]:
             raise bad_request(f"Job {job.id} has already ended ({status}); it cannot be canceled")
         store.cancel(job)
         stats.job_ended(job.id, job.end)
+        now = emu.clock()
         store.job(job.id)
-        return JSONResponse({"job": job_json(job, emu.clock())})
+        return JSONResponse({"job": job_json(job, now)})
 
     return [
         Route("/v1/generate/custom/{modelId}", generate, methods=["POST"]),
@@ -240,7 +250,8 @@ def _check_parallel_cap(emu: Emulator) -> None:
     running = emu.store.in_flight("custom")
     if len(running) < cap:
         return
-    free_in = max(1, math.ceil(min(job.end for job in running) - emu.clock()))
+    first_end = min(job.end for job in running)  # infinite when every job is stuck
+    free_in = max(1, math.ceil(first_end - emu.clock())) if math.isfinite(first_end) else 60
     retry_after = emu.faults.retry_after
     raise ApiProblem(
         429,

@@ -80,8 +80,9 @@ def routes(emu: Emulator) -> list[Route]:
         if model.base_model_id:
             body["baseModelId"] = model.base_model_id
         if model.job_id:
+            now = emu.clock()  # before settling: shown ended means settled (see get_job)
             job = store.job(model.job_id)
-            snap = job.snapshot(emu.clock())
+            snap = job.snapshot(now)
             body["jobId"] = job.id
             body["updatedAt"] = iso(max(model.updated, snap.updated))
             body["trainingProgress"] = {

@@ -12,7 +12,18 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-KNOBS = ("error_500", "error_503", "drop", "timeout", "slow", "truncate", "expire", "job_failure")
+KNOBS = (
+    "error_500",
+    "error_503",
+    "error_429",
+    "drop",
+    "timeout",
+    "slow",
+    "truncate",
+    "expire",
+    "job_failure",
+    "stuck",
+)
 GROUPS = ("generate", "jobs", "assets", "download", "models", "other")
 ALL = "*"
 _SETTINGS = ("slow_delay", "timeout_delay", "retry_after")
@@ -35,6 +46,8 @@ class Faults:
     rates: {group or "*": {knob: probability}}; a group's own value for a knob beats "*".
     Knobs:
       error_500, error_503  answer 500/503 before doing anything
+      error_429             answer 429 Too Many Requests before doing anything (a rate-limit
+                            storm, not the parallel cap: no `parallel-custom-jobs` details)
       drop                  do the work (a job is created...), then drop the connection
       timeout               do the work, then answer too late (after `timeout_delay` seconds)
       slow                  wait `slow_delay` seconds (the injected sleep), then answer normally
@@ -42,8 +55,11 @@ class Faults:
       expire                assets: hand out signed URLs that have already expired;
                             downloads: reject a valid URL as expired (403)
       job_failure           generate: the job ends in `failure` with metadata.error and .hint
+      stuck                 generate: the job reaches `in-progress` and never leaves it (until
+                            canceled), like a job lost by a worker
     retry_after: the Retry-After sent on 429 and 503 answers (seconds, any value, even absurd
-    ones, or a raw string sent verbatim); None lets the emulator choose (503s then send none).
+    ones, or a raw string sent verbatim); None lets the emulator choose (the injected 503s and
+    429s then send none; the parallel cap and the rate limit send their own estimate).
     """
 
     rates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -70,7 +86,8 @@ class Faults:
         """Read a compact spec: comma-separated `[group:]knob=probability` or `setting=value`.
 
         Examples: "error_500=0.1,drop=0.05", "generate:timeout=0.2,download:truncate=1",
-        "error_503=0.5,retry_after=3600", "slow=1,slow_delay=0.5". Groups: generate, jobs,
+        "error_503=0.5,retry_after=3600", "error_429=1,retry_after=-5", "slow=1,slow_delay=0.5",
+        "generate:stuck=0.2". Groups: generate, jobs,
         assets, download, models, other, or * (the default). Settings: slow_delay,
         timeout_delay, retry_after. An empty spec means no faults. ValueError when malformed.
         """

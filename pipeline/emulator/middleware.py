@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 IN_PROCESS = "pipeline.emulator.in_process"  # scope key set by transport.py
 PLAN = "pipeline.emulator.faults"  # scope key: the FaultPlan of this request
 STATS_PATH = "/_emulator/stats"
+_REASONS = {
+    500: "Internal server error",
+    503: "Service unavailable",
+    429: "Too many requests: slow down",
+}
 
 
 class InjectedFault(Exception):
@@ -39,7 +44,7 @@ class InjectedFault(Exception):
 
 
 def fault_plan(scope: Scope) -> FaultPlan:
-    """The faults decided for a request (handlers act on truncate, expire, job_failure)."""
+    """The faults decided for a request (handlers act on truncate, expire, job_failure, stuck)."""
     plan = scope.get(PLAN, NO_FAULTS)
     assert isinstance(plan, FaultPlan)
     return plan
@@ -83,14 +88,13 @@ class Gateway:
         scope[PLAN] = plan
         stats = self.emu.stats
         faults = self.emu.faults
-        if "error_500" in plan or "error_503" in plan:
-            status = 500 if "error_500" in plan else 503
+        status = next((s for s in (500, 503, 429) if f"error_{s}" in plan), None)
+        if status is not None:
             stats.record_fault(f"error_{status}")
             headers = {}
-            if status == 503 and faults.retry_after is not None:
+            if status != 500 and faults.retry_after is not None:
                 headers["retry-after"] = format_retry_after(faults.retry_after)
-            reason = "Internal server error" if status == 500 else "Service unavailable"
-            problem = ApiProblem(status, f"{reason} (emulated fault)", headers=headers)
+            problem = ApiProblem(status, f"{_REASONS[status]} (emulated fault)", headers=headers)
             await problem.response()(scope, receive, send)
             return
         if "slow" in plan:

@@ -8,6 +8,7 @@ background. Storage and side effects live in state.py; the wire shapes in wire.p
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
@@ -74,17 +75,22 @@ class JobRecord(Record):
     asset_ids: list[str] = field(default_factory=list)
     output_model_id: str | None = None
     settled: bool = False  # terminal side effects (outputs, model status) applied
+    stuck: bool = False  # the `stuck` fault: in progress forever, unless canceled
+
+    @property
+    def _natural_end(self) -> float:
+        return math.inf if self.stuck else self.created + self.duration
 
     @property
     def end(self) -> float:
-        """When the job reaches its terminal status."""
-        natural = self.created + self.duration
+        """When the job reaches its terminal status (infinity for a stuck job not canceled)."""
+        natural = self._natural_end
         return natural if self.canceled_at is None else min(natural, self.canceled_at)
 
     @property
     def final_status(self) -> str:
         """The terminal status it reaches (or has reached)."""
-        if self.canceled_at is not None and self.canceled_at < self.created + self.duration:
+        if self.canceled_at is not None and self.canceled_at < self._natural_end:
             return "canceled"
         return self.outcome
 
@@ -92,10 +98,11 @@ class JobRecord(Record):
         """Every status the job goes through, with the time it is entered."""
         d = self.duration
         steps = [("queued", self.created), ("in-progress", self.created + _IN_PROGRESS * d)]
-        if self.outcome == "success":
+        if self.outcome == "success" and not self.stuck:
             steps.append(("finalizing", self.created + _FINALIZING * d))
         steps = [(status, t) for status, t in steps if t < self.end or status == "queued"]
-        steps.append((self.final_status, self.end))
+        if math.isfinite(self.end):
+            steps.append((self.final_status, self.end))
         return steps
 
     def snapshot(self, now: float) -> JobSnapshot:

@@ -78,7 +78,8 @@ def placeholder(
     border = max(2, unit // 64)
     frame = _hsv((hue + 0.5) % 1, 0.9, 0.3)
     draw.rectangle((0, 0, width - 1, height - 1), outline=frame, width=border)
-    lines = [prompt or "(no prompt)"]
+    # Line breaks become spaces: pillow cannot measure multi-line text (a YAML block prompt).
+    lines = [" ".join(prompt.splitlines()) or "(no prompt)"]
     label = f"{width}x{height}" + (f"  {caption}" if caption else "") + f"  #{seed}/{output_index}"
     _write(draw, lines, label, width, height, border)
     return _png(img)
