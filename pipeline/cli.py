@@ -162,14 +162,20 @@ def run(
             report = _generate(root, settings, choice, result, lock, force)
             lock = read_lock(root / settings.lockfile)
         else:
-            report = _settle(root, result)
+            report = _settle(root, settings, result, lock)
         _finish_run(root / settings.output, collections, lock, report, as_json)
 
 
-def _settle(root: Path, result: Plan) -> RunReport:
-    """Nothing to do: no scheduler, no client, no API call; only what the plan learnt is kept."""
+def _settle(root: Path, settings: Settings, result: Plan, lock: Lockfile) -> RunReport:
+    """Nothing to do: no scheduler, no client, no API call. What the plan learnt is kept, and
+    what a killed run left (temp files, intents whose result is locked) is cleared."""
+    from pipeline.files import sweep_temp_files
+    from pipeline.journal import Journal
     from pipeline.report import RunReport
 
+    state = root / STATE_DIR
+    sweep_temp_files(root / settings.output, root / settings.lockfile, state)
+    Journal(state).settle({entry.fingerprint for entry in lock.items.values()})
     if result.hashed:
         cache = StatCache.load(root / STATE_DIR)
         for name, (stat, digest) in result.hashed.items():

@@ -336,6 +336,9 @@ class ApiClient:
             response = await self._http.send(request, stream=download)
         except httpx.RequestError as exc:  # transport errors, DecodingError, TooManyRedirects
             failure: ApiError = self._unreachable(exc, method, path)
+        except httpx.InvalidURL:  # a redirect to something httpx cannot even parse (data:, ...)
+            reason = "redirected to a URL that is not http or https; refused"
+            failure = ApiError(reason, method=method, path=path)
         else:
             if response.is_success or (download and response.is_redirect):
                 return response

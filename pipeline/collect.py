@@ -113,15 +113,6 @@ def _verify(path: Path, asset: Asset, expected_format: str) -> tuple[int, int]:
     return width, height
 
 
-def sweep_temp_files(output_dir: Path, lockfile: Path, state_dir: Path) -> int:
-    """Remove temp files a killed run left behind (downloads, lock writes); how many went."""
-    stale = [*output_dir.glob("**/.*.part"), *output_dir.glob("**/.*.tmp")]
-    stale += [*lockfile.parent.glob(f".{lockfile.name}.*.tmp"), *state_dir.glob("**/.*.tmp")]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
-
-
 def copy_output(source: Path, target: Target, record: OutputRecord) -> OutputRecord:
     """Restore a moved item's file from its old place (no download), checked against the lock."""
     data = source.read_bytes()

@@ -52,3 +52,12 @@ def fsync_dir(folder: Path) -> None:
         pass  # some file systems cannot fsync a directory; the rename is still atomic
     finally:
         os.close(fd)
+
+
+def sweep_temp_files(output_dir: Path, lockfile: Path, state_dir: Path) -> int:
+    """Remove temp files a killed run left behind (downloads, lock writes); how many went."""
+    stale = [*output_dir.glob("**/.*.part"), *output_dir.glob("**/.*.tmp")]
+    stale += [*lockfile.parent.glob(f".{lockfile.name}.*.tmp"), *state_dir.glob("**/.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

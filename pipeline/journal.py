@@ -89,6 +89,16 @@ class Journal:
         self.write(attached, durable=False)
         return attached
 
+    def settle(self, locked: set[str]) -> int:
+        """Forget the intents whose result is already in the lock (a run killed between writing
+        the lock and forgetting them leaves such); how many went."""
+        if not self.folder.is_dir():
+            return 0
+        stale = [path for path in self.folder.glob("*.json") if path.stem in locked]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def forget(self, fingerprint: str, job_id: str | None = None) -> None:
         """Drop the intent; with `job_id`, only if it is still that job's (not a newer one's)."""
         path = self._path(fingerprint)

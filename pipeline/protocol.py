@@ -22,7 +22,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from pipeline import wire
-from pipeline.errors import ApiTransient, InvalidInput, Location, Problem
+from pipeline.errors import ApiError, ApiTransient, InvalidInput, Location, Problem
 
 DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
 REASON_LIMIT = 300  # characters of an error body kept as the reason
@@ -48,9 +48,13 @@ def base_url_from_env(environ: Mapping[str, str]) -> str:
 
 
 def path_segment(value: str) -> str:
-    """Percent-encode one path segment, `/` included, as the SDK does; refuse `.` and `..`."""
+    """Percent-encode one path segment, `/` included, as the SDK does; refuse `.` and `..`.
+
+    Ids come from manifests and from the API's answers: an unusable one fails its item with an
+    ApiError (never retried), not the whole run.
+    """
     if value.lower().replace("%2e", ".") in ("", ".", ".."):
-        raise ValueError(f"not a usable id in a URL path: {value!r}")
+        raise ApiError(f"refused: {value!r} is not a usable id in a URL path")
     return quote(value, safe="!$&'()*+,;=:@")
 
 

@@ -34,7 +34,6 @@ from pipeline.collect import (
     copy_output,
     fetch,
     output_name,
-    sweep_temp_files,
 )
 from pipeline.errors import (
     ApiError,
@@ -50,6 +49,7 @@ from pipeline.errors import (
     Problem,
     WriteError,
 )
+from pipeline.files import sweep_temp_files
 from pipeline.journal import Intent, Journal
 from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
@@ -121,6 +121,8 @@ class Runner:
         self.limit = AdaptiveLimit(self.options.ceiling)
         self.polls = PollClock(first=self.options.first_poll)
         self.journal = Journal(paths.state, enabled=not self.options.restore_by_regenerating)
+        if not self.options.force:  # with --force, a paid job for a locked item is the new one
+            self.journal.settle({entry.fingerprint for entry in lock.items.values()})
         self._intents = self.journal.load()
         self._claimed = {intent.job_id for intent in self._intents.values() if intent.job_id}
         self._models: dict[str, asyncio.Future[Model]] = {}
@@ -143,8 +145,7 @@ class Runner:
         for name, (stat, digest) in self.plan.hashed.items():
             self.stat_cache.remember(name, stat, digest)
         work = self.work()
-        if work:
-            sweep_temp_files(self.paths.output, self.paths.lockfile, self.paths.state)
+        sweep_temp_files(self.paths.output, self.paths.lockfile, self.paths.state)
         flusher = asyncio.create_task(self._flush_periodically())
         tasks = [asyncio.create_task(self._one(entry)) for entry in work]
         try:
@@ -458,7 +459,16 @@ class Runner:
         return [task.result() for task in tasks]
 
     async def _download(self, item: Item, index: int, asset_id: str) -> OutputRecord:
-        """Fetch one asset into place; a failed download resolves the URL again and retries."""
+        """Fetch one asset into place, within the job deadline (a server that trickles bytes
+        forever stays under every read timeout); a failed download resolves the URL again."""
+        deadline = self.options.job_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._download_attempts(item, index, asset_id)
+        except TimeoutError:
+            raise DownloadError(asset_id, f"not downloaded within {deadline:g} s") from None
+
+    async def _download_attempts(self, item: Item, index: int, asset_id: str) -> OutputRecord:
         attempt = 0
         while True:
             attempt += 1

@@ -150,8 +150,9 @@ async def test_path_segments_are_percent_encoded(client: ApiClient, httpx_mock: 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "%2e%2E"])
 async def test_a_dot_segment_is_refused_before_sending(client: ApiClient, bad: str) -> None:
-    with pytest.raises(ValueError, match="not a usable id"):
+    with pytest.raises(ApiError, match="not a usable id") as caught:
         await client.get_job(bad)
+    assert not caught.value.transient
 
 
 async def test_project_id_goes_on_every_call(httpx_mock: HTTPXMock) -> None:

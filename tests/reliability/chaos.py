@@ -242,13 +242,9 @@ def check_lock_matches_disk(root: Path) -> int:
     return checked
 
 
-def check_final(root: Path, *, items: int, files: int) -> list[str]:
-    """After the last, uninterrupted run: everything done, whole, locked, and nothing left over.
-
-    Returns the leftovers that two known defects explain (see test_chaos.py's xfail tests):
-    temp files of atomic writes made after a run's last item, and journal intents of items
-    already in the lock. Any other leftover fails here.
-    """
+def check_final(root: Path, *, items: int, files: int) -> None:
+    """After the last, uninterrupted run: everything done, whole, locked, and nothing left over
+    (no temp file of any write, no journal intent)."""
     assert check_lock_matches_disk(root) == files
     lock = read_lock(root / "assets.lock")
     assert len(lock.items) == items
@@ -259,15 +255,8 @@ def check_final(root: Path, *, items: int, files: int) -> list[str]:
             image.load()  # decodes whole: no truncated file slipped through
     locked = {r.file for e in lock.items.values() for r in e.outputs}
     assert {p.relative_to(root / "output").as_posix() for p in pngs} == locked
-    explained: list[str] = []
-    for path in temp_files(root):
-        rel = path.relative_to(root).as_posix()
-        assert path.name.endswith(".tmp"), f"a download temp file was left: {rel}"
-        explained.append(f"temp {rel}")
-    fingerprints = {entry.fingerprint for entry in lock.items.values()}
+    left = [path.relative_to(root).as_posix() for path in temp_files(root)]
+    assert left == [], f"temp files left behind: {left}"
     jobs = root / ".pipeline" / "jobs"
-    for path in sorted(jobs.iterdir()) if jobs.exists() else []:
-        assert path.suffix == ".json", f"unexpected file in .pipeline/jobs: {path.name}"
-        assert path.stem in fingerprints, f"an intent for no locked item was left: {path.name}"
-        explained.append(f"intent {path.name[:12]}")
-    return explained
+    intents = sorted(path.name for path in jobs.iterdir()) if jobs.exists() else []
+    assert intents == [], f"journal intents left behind: {intents}"

@@ -231,21 +231,7 @@ BAD_DOWNLOADS: dict[str, tuple[Callable[[Server, Mode], None], str]] = {
 }
 
 
-_UNPARSEABLE_REDIRECT = pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a redirect whose Location httpx cannot turn into a request (data:, "
-    "javascript:) raises httpx.InvalidURL out of ApiClient._send (not a RequestError): the "
-    "whole run dies with a traceback instead of the item failing",
-)
-BAD_DOWNLOAD_PARAMS = [
-    pytest.param(
-        name,
-        marks=[_UNPARSEABLE_REDIRECT]
-        if name in ("redirect-to-data", "redirect-to-javascript")
-        else [],
-    )
-    for name in sorted(BAD_DOWNLOADS)
-]
+BAD_DOWNLOAD_PARAMS = sorted(BAD_DOWNLOADS)
 
 
 @pytest.mark.timeout(60)
@@ -314,11 +300,6 @@ def test_asset_ids_that_look_like_paths_cannot_escape_output(
     print(f"\nescaping ids: exit {code}, {[(i['state'], i['error']) for i in doc['items']]}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: an id of '.' or '..' from the server makes path_segment raise ValueError, "
-    "which no handler catches: the whole run dies with a traceback instead of one item failing",
-)
 @pytest.mark.parametrize("where", ["asset-id", "job-id"])
 def test_a_dot_dot_id_from_the_server_fails_only_its_item(
     where: str, server: Server, mode: Mode, game: Path
@@ -418,11 +399,6 @@ with serve_app(app) as port:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a download that trickles forever (a byte every 0.2 s, under the read "
-    "timeout) is never cut: no total deadline covers downloads, so the run hangs",
-)
 @pytest.mark.timeout(60)
 def test_a_download_that_never_ends_is_cut_by_a_deadline(tmp_path: Path) -> None:
     """request_timeout 1 s and --job-timeout 2 s: the run must end (the item failed) within
