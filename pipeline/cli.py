@@ -401,7 +401,14 @@ def _prune(
     help="Jobs in flight before 429 parallel-custom-jobs.",
 )
 @click.option("--rate-limit", type=float, default=None, help="Requests per second on /v1.")
-@click.option("--faults", default="", help="e.g. 'error_500=0.1,drop=0.05,generate:timeout=0.2'.")
+@click.option(
+    "--faults",
+    default="",
+    help="Failures to inject, per endpoint group (generate, jobs, assets, download, models): "
+    "error_500, error_503, error_429, drop, timeout, slow, truncate, expire, job_failure, stuck; "
+    "settings retry_after, slow_delay, timeout_delay. "
+    "e.g. 'error_500=0.1,drop=0.05,generate:stuck=0.1,error_429=0.2,retry_after=5'.",
+)
 @click.option("--key", default="local", show_default=True, help="The API key it accepts.")
 @click.option("--secret", default="local", show_default=True, help="The API secret it accepts.")
 def emulator(
