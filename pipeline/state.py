@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -89,8 +90,7 @@ class RepoLock:
         try:
             _lock_file(handle)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown process"
+            holder = _holder(handle)
             handle.close()
             raise RepoBusy(holder) from None
         handle.seek(0)
@@ -104,6 +104,18 @@ class RepoLock:
         if self._handle is not None:
             self._handle.close()  # closing releases the lock
             self._handle = None
+
+
+def _holder(handle: IO[str]) -> str:
+    """Who holds the lock, as it wrote itself down; a holder that has just taken the lock may
+    not have written its pid yet, so an empty file is read once more a moment later."""
+    for pause in (0.0, 0.05, 0.2):
+        time.sleep(pause)
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder:
+            return holder
+    return "unknown process"
 
 
 def _lock_file(handle: IO[str]) -> None:

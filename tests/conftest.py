@@ -5,8 +5,12 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import pipeline.backend
+from pipeline.emulator import Emulator, EmulatorConfig
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +48,19 @@ def write(repo: Path) -> WriteFile:
         return path
 
     return _write
+
+
+MakeLocal = Callable[..., Emulator]
+
+
+@pytest.fixture
+def make_local(monkeypatch: pytest.MonkeyPatch) -> MakeLocal:
+    """make_local(**config): the emulator the CLI's local backend will use (fast jobs)."""
+    from tests.e2e import FAST
+
+    def make(**config: Any) -> Emulator:
+        emu = Emulator(EmulatorConfig(**{**FAST, **config}))
+        monkeypatch.setattr(pipeline.backend, "local_emulator", lambda: emu)
+        return emu
+
+    return make

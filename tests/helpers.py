@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -62,3 +64,16 @@ def settle(root: Path, *, backend: str = "local") -> Lockfile:
         )
     write_lock(lock_path, lock)
     return lock
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1, 1.0 and True differ), nan equal to nan."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return bool(a == b)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.imagecheck import ImageCheckError, check_image
+from pipeline.imagecheck import _ADAM7, ImageCheckError, check_image
 
 
 def png(mode: str = "RGBA", size: tuple[int, int] = (37, 23), **save: object) -> bytes:
@@ -58,15 +58,7 @@ def test_an_interlaced_png_passes(tmp_path: Path) -> None:
     # pillow writes no interlaced PNG: build one by hand (Adam7 passes of an 8-bit grey image)
     width, height = 5, 3
     raw = b""
-    for x0, y0, dx, dy in (
-        (0, 0, 8, 8),
-        (4, 0, 8, 8),
-        (0, 4, 4, 8),
-        (2, 0, 4, 4),
-        (0, 2, 2, 4),
-        (1, 0, 2, 2),
-        (0, 1, 1, 2),
-    ):
+    for x0, y0, dx, dy in _ADAM7:
         columns = len(range(x0, width, dx))
         for _ in range(y0, height, dy):
             if columns:

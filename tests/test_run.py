@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
-import pipeline.backend
-from pipeline.emulator import Emulator, EmulatorConfig
-from tests.e2e import FAST, copy_examples, generates, invoke, lock_bytes, summary
+from tests.conftest import MakeLocal
+from tests.e2e import copy_examples, generates, invoke, lock_bytes, summary
 
 
 @pytest.fixture
 def game(repo: Path) -> Path:
     return copy_examples(repo)
-
-
-MakeLocal = Callable[..., Emulator]
-
-
-@pytest.fixture
-def make_local(monkeypatch: pytest.MonkeyPatch) -> MakeLocal:
-    """make_local(**config): the emulator the CLI's local backend will use."""
-
-    def make(**config: Any) -> Emulator:
-        emu = Emulator(EmulatorConfig(**{**FAST, **config}))
-        monkeypatch.setattr(pipeline.backend, "local_emulator", lambda: emu)
-        return emu
-
-    return make
 
 
 def test_first_run_generates_every_example_and_a_rerun_does_nothing(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pipeline import yamlfast
 from pipeline.yamlsrc import _Loader
+from tests.helpers import same
 
 
 def _pyyaml(text: str) -> tuple[bool, Any]:
@@ -20,19 +21,6 @@ def _pyyaml(text: str) -> tuple[bool, Any]:
         return True, yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return False, None
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, and of the same types all the way down (1, 1.0 and True differ), nan equal to nan."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
-    return bool(a == b)
 
 
 def _check(text: str) -> bool:
@@ -43,7 +31,7 @@ def _check(text: str) -> bool:
     except yamlfast.Unsupported:
         return False
     assert ok, f"fast reader accepted YAML that PyYAML rejects: {text!r}"
-    assert _same(got, expected), f"{text!r}: fast {got!r} != PyYAML {expected!r}"
+    assert same(got, expected), f"{text!r}: fast {got!r} != PyYAML {expected!r}"
     return True
 
 
@@ -279,7 +267,7 @@ def test_takes_every_document_written_in_the_usual_style(document: tuple[list[st
     lines, expected = document
     text = "\n".join(lines) + "\n"
     assert _check(text), f"refused: {text!r}"
-    assert _same(yamlfast.load(text), expected) or _pyyaml(text)[1] != expected
+    assert same(yamlfast.load(text), expected) or _pyyaml(text)[1] != expected
 
 
 def test_deep_nesting_is_left_to_pyyaml_instead_of_exhausting_the_stack() -> None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import pipeline.backend
-from pipeline.emulator import Emulator, EmulatorConfig, Faults
+from pipeline.emulator import Faults
 from pipeline.limits import RetryPolicy
 from pipeline.lockfile import read_lock
 from pipeline.schedule import Runner
-from tests.e2e import FAST, copy_examples, invoke, loopback_env, run_process, served
+from tests.conftest import MakeLocal
+from tests.e2e import copy_examples, invoke, loopback_env, run_process, served
 from tests.reliability.conftest import FULL
 
 # The fast slice runs one collection (5 items, one with `seed`); the full mode the whole game.
@@ -109,21 +108,6 @@ CASES = [
     Case("job-failure-some", "generate:job_failure=0.4", "some", "ended failure"),
     Case("stuck-some", "generate:stuck=0.4", "some", "still in-progress", ("--job-timeout", "1")),
 ]
-
-
-MakeLocal = Callable[..., Emulator]
-
-
-@pytest.fixture
-def make_local(monkeypatch: pytest.MonkeyPatch) -> MakeLocal:
-    """make_local(**config): the emulator the CLI's local backend will use."""
-
-    def make(**config: Any) -> Emulator:
-        emu = Emulator(EmulatorConfig(**{**FAST, **config}))
-        monkeypatch.setattr(pipeline.backend, "local_emulator", lambda: emu)
-        return emu
-
-    return make
 
 
 @pytest.fixture

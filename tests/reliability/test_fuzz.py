@@ -9,12 +9,10 @@ real CLI. Also: the fast YAML reader never reads a document differently from PyY
 
 from __future__ import annotations
 
-import math
 import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +28,7 @@ from pipeline.plan import make_plan
 from pipeline.state import StatCache
 from pipeline.yamlsrc import _Loader
 from tests.e2e import copy_examples, invoke
+from tests.helpers import same
 from tests.reliability import strategies as S
 from tests.reliability.conftest import PROFILE
 
@@ -366,19 +365,6 @@ def test_a_bad_settings_file_exits_2(repo: Path, name: str, command: list[str]) 
 # --- the fast reader agrees with PyYAML -----------------------------------------------------------
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal with the same types all the way down (1, 1.0 and True differ); nan equals nan."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
-    return bool(a == b)
-
-
 def _agree(text: str) -> bool:
     """yamlfast's claim: whatever it reads (no Unsupported), PyYAML reads the same way."""
     try:
@@ -390,7 +376,7 @@ def _agree(text: str) -> bool:
         slow = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         pytest.fail(f"yamlfast read what PyYAML rejects ({err}): {text!r}")
-    assert _same(fast, slow), f"{text!r}: yamlfast {fast!r} != PyYAML {slow!r}"
+    assert same(fast, slow), f"{text!r}: yamlfast {fast!r} != PyYAML {slow!r}"
     _note("yamlfast: read, same as PyYAML")
     return True
 
