@@ -30,10 +30,11 @@ class Sizes:
     run_items: int
     downloads: int
     startup_repeat: int
+    peer_poll: float
 
 
-FULL = Sizes(10_000, 7, 500, 20, 1.0, 2_000, 20, 9)
-QUICK = Sizes(300, 3, 30, 5, 0.3, 100, 4, 3)
+FULL = Sizes(10_000, 7, 500, 20, 1.0, 2_000, 20, 9, 2.0)
+QUICK = Sizes(300, 2, 12, 4, 0.2, 50, 3, 2, 0.2)
 
 
 def machine() -> str:
@@ -88,7 +89,7 @@ def main() -> None:
             + plan_noop.render(plan_noop.measure(s.noop_items, s.noop_repeat), s.noop_items),
         ),
     ]
-    results, tail = throughput.measure(s.items, s.cap, s.duration)
+    results, tail = throughput.measure(s.items, s.cap, s.duration, s.peer_poll)
     parts.append(
         section(
             "2-4. Throughput against the cap, unknown cap, faults",

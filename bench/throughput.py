@@ -159,7 +159,7 @@ def write_project(root: Path, items: int, request_timeout: float | None, size: i
     return items_file
 
 
-def run_contender(contender: str, scenario: Scenario, work: Path) -> Result:
+def run_contender(contender: str, scenario: Scenario, work: Path, poll: float = 2.0) -> Result:
     """One contender against a fresh emulator: wall time, outcome, the emulator's counters."""
     timeout = REQUEST_TIMEOUT if scenario.faults else None
     root = work / f"{scenario.name}-{contender}".replace(" ", "-")
@@ -170,7 +170,7 @@ def run_contender(contender: str, scenario: Scenario, work: Path) -> Result:
             args = [*PIPELINE, "-C", str(root), "run", "--json", "--concurrency", str(ceiling)]
         else:
             args = [sys.executable, "-m", f"bench.peers.{contender}", "--items", str(items_file)]
-            args += ["--out", str(root / "out")]
+            args += ["--out", str(root / "out"), "--poll", str(poll)]
             if contender == "sdk":
                 args += ["--concurrency", str(scenario.cap)]
             if timeout is not None:
@@ -221,14 +221,15 @@ def scenarios(items: int, cap: int, duration: float) -> list[tuple[Scenario, lis
     ]
 
 
-def measure(items: int, cap: int, duration: float) -> tuple[list[Result], float]:
+def measure(items: int, cap: int, duration: float, poll: float = 2.0) -> tuple[list[Result], float]:
+    """Every scenario's contenders; `poll` is the peers' polling interval (2 s, as written)."""
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         work = Path(tmp)
         tail = download_time(work)
         for scenario, contenders in scenarios(items, cap, duration):
             for contender in contenders:
-                result = run_contender(contender, scenario, work)
+                result = run_contender(contender, scenario, work, poll)
                 print(f"  {scenario.name} / {contender}: {result.seconds:.1f} s", file=sys.stderr)
                 results.append(result)
     return results, tail
