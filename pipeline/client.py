@@ -115,24 +115,51 @@ class ApiClient:
         page_size: int = 100,
     ) -> AsyncIterator[wire.Job]:
         """Every matching job, page after page while a token follows, even after an empty page."""
+        token: str | None = None
+        while True:
+            jobs, token = await self.list_jobs_page(
+                token,
+                status=status,
+                types=types,
+                created_after=created_after,
+                updated_after=updated_after,
+                page_size=page_size,
+            )
+            for job in jobs:
+                yield job
+            if token is None:
+                return
+
+    async def list_jobs_page(
+        self,
+        token: str | None = None,
+        *,
+        status: str | None = None,
+        types: Sequence[str] | None = None,
+        created_after: str | None = None,
+        updated_after: str | None = None,
+        page_size: int = 100,
+    ) -> tuple[list[wire.Job], str | None]:
+        """One page of jobs and the token of the next (None after the last page).
+
+        For a caller that retries page by page: a failure resumes at the same token.
+        """
         query: dict[str, Any] = {
             "pageSize": page_size,
             "status": status,
             "types": ",".join(types) if types else None,
             "createdAfter": created_after,
             "updatedAfter": updated_after,
+            "paginationToken": token,
         }
-        token: str | None = None
-        while True:
-            reply = await self._call("GET", "/jobs", params={**query, "paginationToken": token})
-            for job in reply.get("jobs", list[wire.Job]):
-                yield job
-            following = reply.body.get("nextPaginationToken")
-            if not following:
-                return
-            if not isinstance(following, str) or following == token:
-                raise reply.malformed(f"unusable nextPaginationToken {following!r}")
-            token = following
+        reply = await self._call("GET", "/jobs", params=query)
+        jobs = reply.get("jobs", list[wire.Job])
+        following = reply.body.get("nextPaginationToken")
+        if not following:
+            return jobs, None
+        if not isinstance(following, str) or following == token:
+            raise reply.malformed(f"unusable nextPaginationToken {following!r}")
+        return jobs, following
 
     async def cancel_job(self, job_id: str) -> wire.Job:
         """Ask for a job to be canceled; the job comes back as the server now sees it."""

@@ -55,9 +55,19 @@ def fsync_dir(folder: Path) -> None:
 
 
 def sweep_temp_files(output_dir: Path, lockfile: Path, state_dir: Path) -> int:
-    """Remove temp files a killed run left behind (downloads, lock writes); how many went."""
-    stale = [*output_dir.glob("**/.*.part"), *output_dir.glob("**/.*.tmp")]
-    stale += [*lockfile.parent.glob(f".{lockfile.name}.*.tmp"), *state_dir.glob("**/.*.tmp")]
+    """Remove temp files a killed run left behind (downloads, lock writes); how many went.
+
+    One pass over each folder (a no-op run calls this on every output): hidden `.*.part` and
+    `.*.tmp` files anywhere under output/ and .pipeline/, and the lockfile's own temp files.
+    """
+    stale = [
+        Path(folder, name)
+        for top in (output_dir, state_dir)
+        for folder, _, names in os.walk(top)
+        for name in names
+        if name.startswith(".") and name.endswith((".part", ".tmp"))
+    ]
+    stale += lockfile.parent.glob(f".{lockfile.name}.*.tmp")
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)

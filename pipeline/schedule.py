@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -399,19 +400,23 @@ class Runner:
         since = written - timedelta(seconds=self.options.reconcile_margin)
         after = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
-        async def search() -> str | None:
-            matches = [
+        matches: list[Job] = []
+        token: str | None = None
+        while True:  # page by page, each retried on its own: a fault resumes at its page
+            fetch_page = functools.partial(self.client.list_jobs_page, token, created_after=after)
+            jobs, token = await self._call(fetch_page)
+            matches += [
                 job
-                async for job in self.client.list_jobs(created_after=after)
+                for job in jobs
                 if job.job_type == "custom"
                 and job.status not in _TERMINAL_FAILURES
                 and job.job_id not in self._claimed
                 and job.metadata.input == intent.body
             ]
-            matches.sort(key=lambda job: job.created_at)
-            return matches[0].job_id if matches else None
-
-        return await self._call(search)
+            if token is None:
+                break
+        matches.sort(key=lambda job: job.created_at)
+        return matches[0].job_id if matches else None
 
     async def _follow(self, job_id: str) -> Job:
         """Poll until the job is terminal; failures carry the API's error and hint."""

@@ -185,6 +185,22 @@ async def test_list_jobs_pages_on_past_an_empty_page(
     assert [u.params["paginationToken"] for u in urls[1:]] == ["t1", "t2"]
 
 
+async def test_one_page_at_a_time_so_a_retry_resumes_where_it_failed(
+    client: ApiClient, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json={"jobs": [job("job_1")], "nextPaginationToken": "t1"})
+    httpx_mock.add_response(status_code=503)
+    httpx_mock.add_response(json={"jobs": [job("job_2")]})
+    jobs, token = await client.list_jobs_page()
+    assert [j.job_id for j in jobs] == ["job_1"] and token == "t1"
+    with pytest.raises(ApiTransient):
+        await client.list_jobs_page(token)
+    jobs, token = await client.list_jobs_page(token)  # the same page, asked again
+    assert [j.job_id for j in jobs] == ["job_2"] and token is None
+    pages = [r.url.params.get("paginationToken") for r in httpx_mock.get_requests()]
+    assert pages == [None, "t1", "t1"]
+
+
 async def test_list_jobs_refuses_a_token_that_repeats(
     client: ApiClient, httpx_mock: HTTPXMock
 ) -> None:
