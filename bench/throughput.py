@@ -119,6 +119,7 @@ def emulator(scenario: Scenario, seed: int = 7) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+        process.stderr.close()
 
 
 def stats(url: str) -> dict[str, Any]:
