@@ -20,6 +20,7 @@ import click
 from pipeline import __version__
 from pipeline.backend import BackendChoice, resolve_backend
 from pipeline.errors import InvalidInput, PipelineError, RunFailed, WriteError
+from pipeline.lockcmd import lock
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
 from pipeline.plan import Plan, PlanEntry, State, make_plan
@@ -534,6 +535,9 @@ def _say(message: str, **style: Any) -> None:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+cli.add_command(lock)
 
 
 def main() -> None:
