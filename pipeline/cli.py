@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,6 +28,7 @@ from pipeline.plan import Plan, PlanEntry, State, make_plan
 from pipeline.state import STATE_DIR, RepoLock, StatCache
 
 if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
+    from pipeline.cost import CostReport
     from pipeline.report import RunReport
     from pipeline.schedule import RunOptions, RunPaths
 
@@ -42,11 +44,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except InvalidInput as exc:
             _say(f"error: {exc}", fg="red")
+            _summarise_error(ctx, exc)
             count = len(exc.problems)
             _say(f"{count} problem{_s(count)} found; nothing was generated.")
             ctx.exit(exc.exit_code)
         except PipelineError as exc:
             _say(f"error: {exc}", fg="red")
+            _summarise_error(ctx, exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             _say("interrupted")
@@ -93,23 +97,38 @@ def validate(project: _Project, paths: tuple[Path, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.option("--check", is_flag=True, help="Exit 1 when anything is pending (for CI).")
 @click.option("--backend", type=_BACKENDS, default=None, help="Override pipeline.yaml's backend.")
+@click.option(
+    "--cost",
+    is_flag=True,
+    help="Price the items to generate with the API's dry runs (nothing is generated or paid).",
+)
 @click.pass_obj
 def plan(
-    project: _Project, select: tuple[str, ...], as_json: bool, check: bool, backend: str | None
+    project: _Project,
+    select: tuple[str, ...],
+    as_json: bool,
+    check: bool,
+    backend: str | None,
+    cost: bool,
 ) -> None:
-    """Show what `run` would do, and why, without calling the API.
+    """Show what `run` would do, and why; with --cost, what it would cost.
 
-    SELECT is `collection` or `collection/item`; globs allowed.
+    SELECT is `collection` or `collection/item`; globs allowed. No API call without --cost.
     """
     settings = load_settings(project.root).with_overrides(backend=backend)
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
     _say(f"backend: {choice.kind} ({choice.reason})")
     result = _make_plan(project.root, settings, collections, choice, select)
+    costs = _estimate(choice, settings, result) if cost else None
     if as_json:
-        click.echo(json.dumps(_plan_json(result, settings), indent=2, ensure_ascii=False))
+        doc = _plan_json(result, settings, costs)
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         _render_plan(result, settings)
+        if costs is not None:
+            _render_cost(costs)
+    _step_summary(lambda summary: summary.plan_markdown(result, costs))
     if check and result.pending:
         sys.exit(1)
 
@@ -131,6 +150,14 @@ def plan(
     metavar="SECONDS",
     help="Fail an item whose job is not done this long after submission.  [default: 1800]",
 )
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="UNITS",
+    help="Most creative units this run may spend: refused when the estimate passes it, and no "
+    "new job once it would be passed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.pass_obj
 def run(
@@ -140,6 +167,7 @@ def run(
     backend: str | None,
     concurrency: int | None,
     job_timeout: float | None,
+    budget: float | None,
     as_json: bool,
 ) -> None:
     """Generate what the plan says, collect the files, update the lock.
@@ -148,7 +176,7 @@ def run(
     some items failed (the rest is kept), 2 on invalid input, 130 when interrupted.
     """
     settings = load_settings(project.root).with_overrides(
-        backend=backend, concurrency=concurrency, job_timeout=job_timeout
+        backend=backend, concurrency=concurrency, job_timeout=job_timeout, budget=budget
     )
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
@@ -160,11 +188,71 @@ def run(
         lock = read_lock(root / settings.lockfile)
         result = _make_plan(root, settings, collections, choice, select, lock)
         if result.pending or force:
-            report = _generate(root, settings, choice, result, lock, force)
+            estimates = _within_budget(choice, settings, result)
+            report = _generate(root, settings, choice, result, lock, force, estimates)
             lock = read_lock(root / settings.lockfile)
         else:
             report = _settle(root, settings, result, lock)
-        _finish_run(root / settings.output, collections, lock, report, as_json)
+        _step_summary(lambda summary: summary.run_markdown(report, settings.budget))
+        _finish_run(root / settings.output, collections, lock, report, as_json, choice)
+
+
+def _within_budget(choice: BackendChoice, settings: Settings, result: Plan) -> dict[str, float]:
+    """With a budget: the dry-run estimate per fingerprint, or OverBudget when the total passes
+    it. Without one: nothing to price."""
+    if settings.budget is None:
+        return {}
+    from pipeline.errors import OverBudget
+
+    costs = _estimate(choice, settings, result)
+    _say(f"estimated cost: {costs.total:g} creative units (budget {settings.budget:g})")
+    if costs.total > settings.budget:
+        raise OverBudget(costs.total, settings.budget, len(costs.items))
+    return costs.by_fingerprint()
+
+
+def _estimate(choice: BackendChoice, settings: Settings, result: Plan) -> CostReport:
+    """Dry-run prices of what a run of this plan would pay for."""
+    import asyncio
+
+    from pipeline.backend import open_client
+    from pipeline.cost import estimate, paid_entries
+
+    async def price() -> CostReport:
+        entries = paid_entries(result.entries, restore_is_free=choice.kind != "local")
+        async with open_client(choice, os.environ, timeout=settings.request_timeout) as client:
+            return await estimate(client, entries, concurrency=settings.concurrency)
+
+    return asyncio.run(price())
+
+
+def _render_cost(costs: CostReport) -> None:
+    for item in costs.items:
+        if item.error is not None:
+            _say(f"  cannot price {item.key}: {item.error}", fg="red")
+    shared = sum(1 for item in costs.items if item.shared_with)
+    note = f" ({shared} item{_s(shared)} share another's generation)" if shared else ""
+    _say(f"estimated cost: {costs.total:g} creative units for {len(costs.items)} item(s){note}")
+
+
+def _summarise_error(ctx: click.Context, error: PipelineError) -> None:
+    command = ctx.invoked_subcommand or ""
+    _step_summary(lambda summary: summary.error_markdown(command, error))
+
+
+def _step_summary(render: Callable[[ModuleType], str]) -> None:
+    """Append a Markdown summary (rendered by pipeline.summary) to $GITHUB_STEP_SUMMARY when CI
+    provides one."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from pipeline import summary
+
+    try:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(render(summary) + "\n")
+    except OSError as exc:
+        _say(f"warning: cannot append to $GITHUB_STEP_SUMMARY ({exc.strerror})", fg="yellow")
 
 
 def _settle(root: Path, settings: Settings, result: Plan, lock: Lockfile) -> RunReport:
@@ -192,6 +280,7 @@ def _generate(
     result: Plan,
     lock: Lockfile,
     force: bool,
+    estimates: dict[str, float],
 ) -> RunReport:
     import asyncio  # here, not at the top: `plan` and `validate` must start fast
 
@@ -205,6 +294,8 @@ def _generate(
         force=force,
         restore_by_regenerating=choice.kind == "local",
         first_poll=LOCAL_FIRST_POLL if choice.kind == "local" else RunOptions.first_poll,
+        budget=settings.budget,
+        estimates=estimates,
     )
     return asyncio.run(_run(choice, result, lock, paths, options, settings.request_timeout))
 
@@ -215,6 +306,7 @@ def _finish_run(
     lock: Lockfile,
     report: RunReport,
     as_json: bool,
+    choice: BackendChoice,
 ) -> None:
     """Indexes up to date, the summary shown, and the exit code the report calls for."""
     from pipeline.index import write_indexes
@@ -227,7 +319,7 @@ def _finish_run(
         index_error = exc
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
-    _render_report(report)
+    _render_report(report, charged=choice.kind != "local")
     if report.interrupted:
         sys.exit(130)
     failures = report.failures
@@ -312,6 +404,7 @@ def _report_json(report: RunReport) -> dict[str, Any]:
         },
         "seconds": round(report.seconds, 3),
         "interrupted": report.interrupted,
+        "spent": report.spent,
         "items": [
             {
                 "key": r.key,
@@ -325,7 +418,7 @@ def _report_json(report: RunReport) -> dict[str, Any]:
     }
 
 
-def _render_report(report: RunReport) -> None:
+def _render_report(report: RunReport, *, charged: bool) -> None:
     from pipeline.report import Outcome
 
     parts = [
@@ -337,6 +430,9 @@ def _render_report(report: RunReport) -> None:
     skipped = report.count(Outcome.SKIPPED)
     if skipped:
         parts.append(f"{skipped} not started")
+    if report.spent:
+        what = "spent" if charged else "as priced by the local emulator; nothing charged"
+        parts.append(f"{report.spent:g} creative units {what}")
     _say(f"done in {report.seconds:.1f}s: " + ", ".join(parts))
     if report.orphaned:
         _say(f"{report.orphaned} orphaned item(s) in the lock: `pipeline prune` removes them")
@@ -472,13 +568,25 @@ def _make_plan(
     )
 
 
-def _plan_json(result: Plan, settings: Settings) -> dict[str, Any]:
-    return {
+def _plan_json(result: Plan, settings: Settings, costs: CostReport | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "backend": result.backend,
         "counts": {state.value: result.count(state) for state in State},
         "pending": len(result.pending),
         "items": [_entry_json(entry, settings) for entry in result.entries],
     }
+    if costs is not None:
+        priced = {item.key: item for item in costs.items}
+        for entry in doc["items"]:
+            item = priced.get(entry["key"])
+            if item is not None:
+                entry["cost"] = {
+                    "units": item.units,
+                    "error": item.error,
+                    "shared_with": item.shared_with,
+                }
+        doc["cost"] = {"total": costs.total, "unpriced": len(costs.unpriced)}
+    return doc
 
 
 def _entry_json(entry: PlanEntry, settings: Settings) -> dict[str, Any]:

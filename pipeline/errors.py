@@ -14,6 +14,8 @@
     ├── DownloadError               an output could not be fetched or is not the announced image
     ├── WriteError                  an output or state file could not be written (disk full, ...)
     ├── RepoBusy                    another run holds this repo's lock
+    ├── OverBudget                  the estimate passes the budget: the run does not start (exit 2)
+    ├── BudgetReached               an item not started: it would have passed the budget
     └── RunFailed                   a batch finished with failed items (exit 1); one summary
 
 Messages never contain credentials: the client builds them from status, body and path only.
@@ -228,6 +230,30 @@ class ItemFailure:
     error: PipelineError
     attempts: int = 1
     notes: list[str] = field(default_factory=list)
+
+
+class OverBudget(PipelineError):
+    """The dry-run estimate of what a run would pay passes the budget: nothing is started."""
+
+    exit_code = 2
+
+    def __init__(self, estimate: float, budget: float, items: int) -> None:
+        self.estimate, self.budget = estimate, budget
+        super().__init__(
+            f"the {items} item(s) to generate are estimated at {estimate:g} creative units, over "
+            f"the budget of {budget:g}; nothing was started. Raise `budget` (or --budget), or run "
+            "a selection (`pipeline run <collection>`)"
+        )
+
+
+class BudgetReached(PipelineError):
+    """An item was not started: paying for it could have passed the run's budget."""
+
+    def __init__(self, spent: float, budget: float) -> None:
+        super().__init__(
+            f"not started: {spent:g} of the budget of {budget:g} creative units are spent or "
+            "committed, and this item could pass it; rerun with a larger budget to finish"
+        )
 
 
 class RunFailed(PipelineError):

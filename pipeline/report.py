@@ -46,6 +46,7 @@ class RunReport:
     orphaned: int
     seconds: float
     interrupted: bool = False
+    spent: float = 0.0  # creative units charged, as the API reported them
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for result in self.results if result.outcome is outcome)

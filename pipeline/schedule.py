@@ -41,6 +41,7 @@ from pipeline.errors import (
     ApiRejected,
     ApiTransient,
     ApiUnreachable,
+    BudgetReached,
     DownloadError,
     InvalidInput,
     JobFailed,
@@ -59,7 +60,7 @@ from pipeline.plan import Plan, PlanEntry, State, hash_file
 from pipeline.report import Event, ItemResult, Outcome, RunReport
 from pipeline.request import build_body
 from pipeline.state import StatCache
-from pipeline.wire import Job, Model
+from pipeline.wire import GenerateResult, Job, Model
 
 T = TypeVar("T")
 _TERMINAL_FAILURES = frozenset({"failure", "canceled"})
@@ -79,6 +80,8 @@ class RunOptions:
     reconcile_margin: float = 60.0  # clock skew allowed between us and the API
     force: bool = False
     first_poll: float = 1.0  # the first guess at how long a job takes, before any is seen
+    budget: float | None = None  # creative units this run may spend; None: no limit
+    estimates: Mapping[str, float] = field(default_factory=dict)  # fingerprint -> dry-run units
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ class Runner:
         self._stopping = False
         self._dirty = False
         self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
+        self.spent = 0.0  # creative units charged so far (as billed, or estimated if unknown)
+        self._committed = 0.0  # estimates of paid requests on their way
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -163,6 +168,7 @@ class Runner:
             orphaned=self.plan.count(State.ORPHANED),
             seconds=self.clock() - started,
             interrupted=self._stopping,
+            spent=self.spent,
         )
 
     @property
@@ -311,6 +317,10 @@ class Runner:
             if self._stopping:
                 await self.limit.release(completed=False)
                 raise _Interrupted
+            priced = self.options.estimates.get(fingerprint, 0.0)
+            if not maybe_paid and not self._affordable(priced):
+                await self.limit.release(completed=False)
+                raise BudgetReached(self.spent + self._committed, self.options.budget or 0.0)
             await asyncio.to_thread(self.journal.write, intent)  # its fsync spares the loop
             if self._stopping:  # stopped while the intent was being written: nothing was sent
                 if not maybe_paid:
@@ -319,7 +329,7 @@ class Runner:
                 raise _Interrupted
             result.attempts += 1
             try:
-                reply = await self.client.generate(item.model, body)
+                reply = await self._paid_generate(item.model, body, priced)
             except ApiTransient as exc:
                 await self.limit.release(completed=False)
                 if exc.parallel_limit and rejections < _MAX_CAP_REJECTIONS:
@@ -355,6 +365,29 @@ class Runner:
                 return job_id
             if found is not None:
                 return await self._attach(entry, intent, found)
+
+    def _affordable(self, units: float) -> bool:
+        """Whether a request estimated at `units` may go out without passing the budget."""
+        budget = self.options.budget
+        return budget is None or self.spent + self._committed + units <= budget
+
+    async def _paid_generate(
+        self, model: str, body: Mapping[str, Any], priced: float
+    ) -> GenerateResult:
+        """POST the request; what it costs is committed while it is out, then counted as spent
+        (as the API bills it, or the estimate when the answer is lost: it may have been paid)."""
+        self._committed += priced
+        try:
+            reply = await self.client.generate(model, body)
+        except (ApiTransient, ApiUnreachable) as exc:
+            if exc.maybe_sent:
+                self.spent += priced
+            raise
+        finally:
+            self._committed -= priced
+        billed = reply.cost.creative_units_cost
+        self.spent += priced if billed is None else billed
+        return reply
 
     async def _attach(self, entry: PlanEntry, intent: Intent, job_id: str) -> str:
         """Follow an existing job instead of paying for a new one; returns holding a slot."""

@@ -29,7 +29,7 @@ __all__ = ["SETTINGS_FILE", "Backend", "Settings", "load_settings"]
 
 SETTINGS_FILE = "pipeline.yaml"
 Backend = Literal["auto", "scenario", "local"]
-_PLANNED = {"budget": "spending limits", "remote_collection": "remote collections"}
+_PLANNED = {"remote_collection": "remote collections"}
 _EXPECTED = {
     "manifests": "a glob relative to the project root, or a non-empty list of them",
     "output": "a folder path (non-empty text)",
@@ -38,6 +38,7 @@ _EXPECTED = {
     "concurrency": "a positive integer",
     "job_timeout": "a positive number of seconds",
     "request_timeout": "a positive number of seconds",
+    "budget": "a number of creative units (0 or more)",
 }
 
 
@@ -52,6 +53,7 @@ class Settings:
     concurrency: int = 8  # ceiling on jobs in flight
     job_timeout: float = 1800.0  # seconds a job may take from submission before its item fails
     request_timeout: float = 60.0  # seconds to wait for one API answer before it counts as lost
+    budget: float | None = None  # most creative units one run may spend; None: no limit
 
     def with_overrides(self, **flags: Any) -> Settings:
         """These settings with command-line flags applied; None means the flag was not given."""
@@ -108,6 +110,7 @@ class _SettingsDoc(TypedDict, total=False):
     concurrency: Annotated[int, Field(ge=1)]
     job_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     request_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    budget: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 @functools.cache

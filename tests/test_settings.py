@@ -62,7 +62,7 @@ def test_a_single_glob_is_accepted(tmp_path: Path) -> None:
         ("concurency: 4\n", "1:1: concurency: unknown key 'concurency' (did you mean "
          "'concurrency'?)"),
         ("colour: red\n", "1:1: colour: unknown key 'colour' (expected one of: manifests, "
-         "output, lockfile, backend, concurrency, job_timeout, request_timeout)"),
+         "output, lockfile, backend, concurrency, job_timeout, request_timeout, budget)"),
         ("concurrency: 0\n", "1:14: concurrency: expected a positive integer, got 0"),
         ("concurrency: true\n", "1:14: concurrency: expected a positive integer, got a boolean "
          "(true)"),
@@ -82,7 +82,7 @@ def test_a_single_glob_is_accepted(tmp_path: Path) -> None:
          "root, got '/abs/*.yaml'"),
         ("manifests: [a, 'C:\\m\\*.yaml']\n", "1:16: manifests[1]: expected a glob relative to "
          "the project root, got 'C:\\\\m\\\\*.yaml'"),
-        ("budget: 10\n", "1:1: budget: budget is not supported yet (planned: spending limits)"),
+        ("budget: -1\n", "1:9: budget: expected a number of creative units (0 or more), got -1"),
         ("remote_collection: x\n", "1:1: remote_collection: remote_collection is not supported "
          "yet (planned: remote collections)"),
         ("- a\n", "1:1: expected a mapping of settings at the top level, got a list"),
@@ -100,8 +100,7 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
     assert problems(tmp_path, "backend: cloud\nconcurrency: 0\nbudgte: 3\n") == [
         "pipeline.yaml:1:10: backend: expected one of 'auto', 'scenario', 'local', got 'cloud'",
         "pipeline.yaml:2:14: concurrency: expected a positive integer, got 0",
-        "pipeline.yaml:3:1: budgte: unknown key 'budgte' (expected one of: manifests, output, "
-        "lockfile, backend, concurrency, job_timeout, request_timeout)",
+        "pipeline.yaml:3:1: budgte: unknown key 'budgte' (did you mean 'budget'?)",
     ]
 
 

@@ -1,0 +1,108 @@
+"""Cost preview: what the pending part of a plan would cost, priced by the API's own dry runs.
+
+Every item `run` would pay for (new and changed ones; missing ones too on the local backend, whose
+restore is a regeneration) is checked against its model's input schema and sent with
+`?dryRun=true`: the API answers 269 with `creativeUnitsCost` and creates nothing, charges nothing.
+Items with the same fingerprint share one generation, so they are priced and counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pipeline.client import ApiClient
+from pipeline.errors import PipelineError
+from pipeline.limits import RetryPolicy, Sleep
+from pipeline.plan import PlanEntry, State
+from pipeline.request import build_body
+from pipeline.wire import Model
+
+__all__ = ["CostReport", "ItemCost", "estimate", "paid_entries"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ItemCost:
+    key: str
+    fingerprint: str
+    units: float | None  # None: not priced (see `error`), or shared with an item priced before
+    error: str | None = None
+    shared_with: str | None = None  # the item whose generation this one shares
+
+
+@dataclass(frozen=True)
+class CostReport:
+    items: list[ItemCost]
+
+    @property
+    def total(self) -> float:
+        return sum(item.units or 0.0 for item in self.items)
+
+    @property
+    def unpriced(self) -> list[ItemCost]:
+        return [item for item in self.items if item.error is not None]
+
+    def by_fingerprint(self) -> dict[str, float]:
+        return {item.fingerprint: item.units for item in self.items if item.units is not None}
+
+
+def paid_entries(entries: Sequence[PlanEntry], *, restore_is_free: bool) -> list[PlanEntry]:
+    """The entries a run would pay for."""
+    paid = {State.NEW, State.CHANGED} | (set() if restore_is_free else {State.MISSING})
+    return [entry for entry in entries if entry.state in paid and entry.item is not None]
+
+
+async def estimate(
+    client: ApiClient,
+    entries: Sequence[PlanEntry],
+    *,
+    concurrency: int = 8,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> CostReport:
+    """Price `entries` (all assumed paid) by dry runs, `concurrency` at a time."""
+    policy = retry or RetryPolicy()
+    gate = asyncio.Semaphore(concurrency)
+    models: dict[str, asyncio.Future[Model]] = {}
+
+    async def call(fn: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await policy.call(fn, sleep=sleep)
+
+    async def model(model_id: str) -> Model:
+        if model_id not in models:
+            models[model_id] = asyncio.ensure_future(call(lambda: client.get_model(model_id)))
+        return await asyncio.shield(models[model_id])
+
+    async def price(entry: PlanEntry, fingerprint: str) -> ItemCost:
+        item = entry.item
+        assert item is not None
+        try:
+            body, problems = build_body(item, await model(item.model))
+            if problems:
+                return ItemCost(entry.key, fingerprint, None, "; ".join(map(str, problems)))
+            reply = await call(lambda: client.generate(item.model, body, dry_run=True))
+        except PipelineError as exc:
+            return ItemCost(entry.key, fingerprint, None, str(exc))
+        return ItemCost(entry.key, fingerprint, reply.cost.creative_units_cost or 0.0)
+
+    keyed = [(entry, entry.fingerprint) for entry in entries if entry.fingerprint is not None]
+    first: dict[str, PlanEntry] = {}
+    for entry, fingerprint in keyed:
+        first.setdefault(fingerprint, entry)
+    priced: Mapping[str, ItemCost] = {
+        cost.fingerprint: cost
+        for cost in await asyncio.gather(*(price(entry, fp) for fp, entry in first.items()))
+    }
+    items = []
+    for entry, fingerprint in keyed:
+        own = priced[fingerprint]
+        if first[fingerprint] is entry:
+            items.append(own)
+        else:
+            items.append(ItemCost(entry.key, fingerprint, None, own.error, shared_with=own.key))
+    return CostReport(items)
