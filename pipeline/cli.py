@@ -20,6 +20,7 @@ import click
 
 from pipeline import __version__
 from pipeline.backend import BackendChoice, resolve_backend
+from pipeline.console import plural, say
 from pipeline.errors import InvalidInput, PipelineError, RunFailed, WriteError
 from pipeline.lockcmd import lock
 from pipeline.lockfile import Lockfile, read_lock, write_lock
@@ -43,17 +44,17 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InvalidInput as exc:
-            _say(f"error: {exc}", fg="red")
+            say(f"error: {exc}", fg="red")
             _summarise_error(ctx, exc)
             count = len(exc.problems)
-            _say(f"{count} problem{_s(count)} found; nothing was generated.")
+            say(f"{count} problem{plural(count)} found; nothing was generated.")
             ctx.exit(exc.exit_code)
         except PipelineError as exc:
-            _say(f"error: {exc}", fg="red")
+            say(f"error: {exc}", fg="red")
             _summarise_error(ctx, exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            _say("interrupted")
+            say("interrupted")
             ctx.exit(130)
 
 
@@ -86,9 +87,9 @@ def validate(project: _Project, paths: tuple[Path, ...]) -> None:
     settings = load_settings(project.root)
     collections = load_manifests(project.root, settings, paths)
     items = sum(len(c.items) for c in collections)
-    _say(
-        f"ok: {len(collections)} manifest{_s(len(collections))}, "
-        f"{items} item{_s(items)} after expansion"
+    say(
+        f"ok: {len(collections)} manifest{plural(len(collections))}, "
+        f"{items} item{plural(items)} after expansion"
     )
 
 
@@ -118,7 +119,7 @@ def plan(
     settings = load_settings(project.root).with_overrides(backend=backend)
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
-    _say(f"backend: {choice.kind} ({choice.reason})")
+    say(f"backend: {choice.kind} ({choice.reason})")
     result = _make_plan(project.root, settings, collections, choice, select)
     costs = _estimate(choice, settings, result) if cost else None
     if as_json:
@@ -180,7 +181,7 @@ def run(
     )
     collections = load_manifests(project.root, settings)
     choice = resolve_backend(settings.backend, os.environ)
-    _say(f"backend: {choice.kind} ({choice.reason})")
+    say(f"backend: {choice.kind} ({choice.reason})")
     root = project.root
     # Held from planning to the last write: a plan made while another run works could pay again
     # for what that run is about to lock.
@@ -205,7 +206,7 @@ def _within_budget(choice: BackendChoice, settings: Settings, result: Plan) -> d
     from pipeline.errors import OverBudget
 
     costs = _estimate(choice, settings, result)
-    _say(f"estimated cost: {costs.total:g} creative units (budget {settings.budget:g})")
+    say(f"estimated cost: {costs.total:g} creative units (budget {settings.budget:g})")
     if costs.total > settings.budget:
         raise OverBudget(costs.total, settings.budget, len(costs.items))
     return costs.by_fingerprint()
@@ -229,10 +230,10 @@ def _estimate(choice: BackendChoice, settings: Settings, result: Plan) -> CostRe
 def _render_cost(costs: CostReport) -> None:
     for item in costs.items:
         if item.error is not None:
-            _say(f"  cannot price {item.key}: {item.error}", fg="red")
+            say(f"  cannot price {item.key}: {item.error}", fg="red")
     shared = sum(1 for item in costs.items if item.shared_with)
-    note = f" ({shared} item{_s(shared)} share another's generation)" if shared else ""
-    _say(f"estimated cost: {costs.total:g} creative units for {len(costs.items)} item(s){note}")
+    note = f" ({shared} item{plural(shared)} share another's generation)" if shared else ""
+    say(f"estimated cost: {costs.total:g} creative units for {len(costs.items)} item(s){note}")
 
 
 def _summarise_error(ctx: click.Context, error: PipelineError) -> None:
@@ -252,7 +253,7 @@ def _step_summary(render: Callable[[ModuleType], str]) -> None:
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(render(summary) + "\n")
     except OSError as exc:
-        _say(f"warning: cannot append to $GITHUB_STEP_SUMMARY ({exc.strerror})", fg="yellow")
+        say(f"warning: cannot append to $GITHUB_STEP_SUMMARY ({exc.strerror})", fg="yellow")
 
 
 def _settle(root: Path, settings: Settings, result: Plan, lock: Lockfile) -> RunReport:
@@ -325,7 +326,7 @@ def _finish_run(
     failures = report.failures
     if failures:
         if index_error is not None:
-            _say(f"error: {index_error}", fg="red")
+            say(f"error: {index_error}", fg="red")
         raise RunFailed(
             failures, done=report.count(Outcome.GENERATED) + report.count(Outcome.RESTORED)
         )
@@ -373,7 +374,7 @@ async def _run(
         def on_interrupt() -> None:
             if not runner.stopping:
                 runner.interrupt()
-                _say(
+                say(
                     f"stopping: nothing new is submitted; collecting jobs in flight for up to "
                     f"{options.grace:.0f}s (Ctrl-C again to quit now; a rerun resumes them)"
                 )
@@ -433,9 +434,9 @@ def _render_report(report: RunReport, *, charged: bool) -> None:
     if report.spent:
         what = "spent" if charged else "as priced by the local emulator; nothing charged"
         parts.append(f"{report.spent:g} creative units {what}")
-    _say(f"done in {report.seconds:.1f}s: " + ", ".join(parts))
+    say(f"done in {report.seconds:.1f}s: " + ", ".join(parts))
     if report.orphaned:
-        _say(f"{report.orphaned} orphaned item(s) in the lock: `pipeline prune` removes them")
+        say(f"{report.orphaned} orphaned item(s) in the lock: `pipeline prune` removes them")
 
 
 @cli.command()
@@ -463,7 +464,7 @@ def _prune(
     output = root / settings.output
     for key in orphans:
         for record in lock.items[key].outputs:
-            _say(f"{'would remove' if dry_run else 'removed'} {settings.output}/{record.file}")
+            say(f"{'would remove' if dry_run else 'removed'} {settings.output}/{record.file}")
             if not dry_run:
                 (output / record.file).unlink(missing_ok=True)
         if not dry_run:
@@ -471,7 +472,7 @@ def _prune(
     if not dry_run:
         write_lock(lock_path, lock)
     verb = "would prune" if dry_run else "pruned"
-    _say(f"{verb} {len(orphans)} orphaned item{_s(len(orphans))}")
+    say(f"{verb} {len(orphans)} orphaned item{plural(len(orphans))}")
 
 
 @cli.command()
@@ -541,7 +542,7 @@ def emulator(
         raise click.BadParameter(str(exc)) from None
 
     def ready(url: str) -> None:
-        _say(f"emulator serving {url} (key {key!r}); point SCENARIO_BASE_URL at it")
+        say(f"emulator serving {url} (key {key!r}); point SCENARIO_BASE_URL at it")
 
     try:
         asyncio.run(serve(Emulator(config), host, port, on_ready=ready))
@@ -617,32 +618,24 @@ def _render_plan(result: Plan, settings: Settings) -> None:
         for state in (State.NEW, State.CHANGED, State.MISSING, State.UNCHANGED)
     )
     orphans = result.count(State.ORPHANED)
-    _say(f"plan: {total} item{_s(total)}: {counts}" + (f"; {orphans} orphaned" if orphans else ""))
+    tail = f"; {orphans} orphaned" if orphans else ""
+    say(f"plan: {total} item{plural(total)}: {counts}{tail}")
     shown = [entry for entry in result.entries if entry.state is not State.UNCHANGED]
     width = max((len(entry.key) for entry in shown[:_SHOWN_LINES]), default=0)
     colours = {State.NEW: "green", State.CHANGED: "yellow", State.MISSING: "cyan"}
     for entry in shown[:_SHOWN_LINES]:
         label = click.style(f"{entry.state.value:<9}", fg=colours.get(entry.state, "magenta"))
         reasons = ", ".join(entry.reasons)
-        _say(f"  {label} {entry.key:<{width}}  {reasons}".rstrip())
+        say(f"  {label} {entry.key:<{width}}  {reasons}".rstrip())
     if len(shown) > _SHOWN_LINES:
-        _say(f"  ... and {len(shown) - _SHOWN_LINES} more (`pipeline plan --json` lists all)")
+        say(f"  ... and {len(shown) - _SHOWN_LINES} more (`pipeline plan --json` lists all)")
     pending = len(result.pending)
     if pending:
-        _say(f"next: `pipeline run` would generate or restore {pending} item{_s(pending)}")
+        say(f"next: `pipeline run` would generate or restore {pending} item{plural(pending)}")
     else:
-        _say(f"nothing to do: every output in {settings.output}/ is up to date")
+        say(f"nothing to do: every output in {settings.output}/ is up to date")
     if orphans:
-        _say(f"`pipeline prune` removes the {orphans} orphaned item{_s(orphans)}")
-
-
-def _say(message: str, **style: Any) -> None:
-    color = False if os.environ.get("NO_COLOR") else None
-    click.secho(message, err=True, color=color, **style)
-
-
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"
+        say(f"`pipeline prune` removes the {orphans} orphaned item{plural(orphans)}")
 
 
 cli.add_command(lock)
