@@ -31,11 +31,18 @@ def has_credentials(environ: Mapping[str, str]) -> bool:
     return Credentials.from_env(environ) is not None
 
 
-def resolve_backend(choice: str, environ: Mapping[str, str]) -> BackendChoice:
-    """Turn `auto|scenario|local` into a concrete backend, with the reason to show the user."""
+def resolve_backend(
+    choice: str, environ: Mapping[str, str], *, calls_api: bool = True
+) -> BackendChoice:
+    """Turn `auto|scenario|local` into a concrete backend, with the reason to show the user.
+
+    `calls_api=False` (a plan with no cost preview): `scenario` needs no credentials then.
+    """
     if choice == "local":
         return BackendChoice("local", "asked for")
     if choice == "scenario":
+        if not calls_api and not has_credentials(environ):
+            return BackendChoice("scenario", "asked for; planning needs no credentials")
         if not has_credentials(environ):
             raise InvalidInput(
                 [

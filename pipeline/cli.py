@@ -118,10 +118,10 @@ def plan(
     """
     settings = load_settings(project.root).with_overrides(backend=backend)
     collections = load_manifests(project.root, settings)
-    choice = resolve_backend(settings.backend, os.environ)
+    choice = resolve_backend(settings.backend, os.environ, calls_api=cost)
     say(f"backend: {choice.kind} ({choice.reason})")
     result = _make_plan(project.root, settings, collections, choice, select)
-    costs = _estimate(choice, settings, result) if cost else None
+    costs = _estimate(project.root, choice, settings, result, force=False) if cost else None
     if as_json:
         doc = _plan_json(result, settings, costs)
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -189,7 +189,7 @@ def run(
         lock = read_lock(root / settings.lockfile)
         result = _make_plan(root, settings, collections, choice, select, lock)
         if result.pending or force:
-            estimates = _within_budget(choice, settings, result)
+            estimates = _within_budget(root, choice, settings, result, force=force)
             report = _generate(root, settings, choice, result, lock, force, estimates)
             lock = read_lock(root / settings.lockfile)
         else:
@@ -198,42 +198,64 @@ def run(
         _finish_run(root / settings.output, collections, lock, report, as_json, choice)
 
 
-def _within_budget(choice: BackendChoice, settings: Settings, result: Plan) -> dict[str, float]:
+def _within_budget(
+    root: Path, choice: BackendChoice, settings: Settings, result: Plan, *, force: bool
+) -> dict[str, float]:
     """With a budget: the dry-run estimate per fingerprint, or OverBudget when the total passes
     it. Without one: nothing to price."""
     if settings.budget is None:
         return {}
     from pipeline.errors import OverBudget
 
-    costs = _estimate(choice, settings, result)
-    say(f"estimated cost: {costs.total:g} creative units (budget {settings.budget:g})")
+    costs = _estimate(root, choice, settings, result, force=force)
+    _render_cost(costs, budget=settings.budget)
     if costs.total > settings.budget:
-        raise OverBudget(costs.total, settings.budget, len(costs.items))
+        raise OverBudget(costs.total, settings.budget, len(costs.items) - len(costs.in_flight))
     return costs.by_fingerprint()
 
 
-def _estimate(choice: BackendChoice, settings: Settings, result: Plan) -> CostReport:
-    """Dry-run prices of what a run of this plan would pay for."""
+def _estimate(
+    root: Path, choice: BackendChoice, settings: Settings, result: Plan, *, force: bool
+) -> CostReport:
+    """Dry-run prices of what a run of this plan would pay for; nothing is generated or paid."""
     import asyncio
 
     from pipeline.backend import open_client
     from pipeline.cost import estimate, paid_entries
+    from pipeline.journal import Journal
+
+    local = choice.kind == "local"
+    entries = paid_entries(result.entries, restore_is_free=not local, force=force)
+    intents = {} if local else Journal(root / STATE_DIR).load()
+    in_flight = {fingerprint for fingerprint, intent in intents.items() if intent.job_id}
 
     async def price() -> CostReport:
-        entries = paid_entries(result.entries, restore_is_free=choice.kind != "local")
         async with open_client(choice, os.environ, timeout=settings.request_timeout) as client:
-            return await estimate(client, entries, concurrency=settings.concurrency)
+            return await estimate(
+                client, entries, in_flight=in_flight, concurrency=settings.concurrency
+            )
 
     return asyncio.run(price())
 
 
-def _render_cost(costs: CostReport) -> None:
+def _render_cost(costs: CostReport, *, budget: float | None = None) -> None:
     for item in costs.items:
         if item.error is not None:
             say(f"  cannot price {item.key}: {item.error}", fg="red")
+    notes = []
     shared = sum(1 for item in costs.items if item.shared_with)
-    note = f" ({shared} item{plural(shared)} share another's generation)" if shared else ""
-    say(f"estimated cost: {costs.total:g} creative units for {len(costs.items)} item(s){note}")
+    if shared:
+        notes.append(f"{shared} item{plural(shared)} share another's generation")
+    resumed = len(costs.in_flight)
+    if resumed:
+        notes.append(
+            f"{resumed} job{plural(resumed)} in flight from an earlier run, not paid again"
+        )
+    if budget is not None:
+        notes.append(f"budget {budget:g}")
+    count = len(costs.items)
+    tail = f" ({'; '.join(notes)})" if notes else ""
+    say(f"estimated cost: {costs.total:g} creative units for {count} item{plural(count)}{tail}")
 
 
 def _summarise_error(ctx: click.Context, error: PipelineError) -> None:
@@ -500,6 +522,13 @@ def _prune(
 )
 @click.option("--rate-limit", type=float, default=None, help="Requests per second on /v1.")
 @click.option(
+    "--bill-factor",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="What a generation bills against its dry-run estimate (a real bill can differ).",
+)
+@click.option(
     "--faults",
     default="",
     help="Failures to inject, per endpoint group (generate, jobs, assets, download, models): "
@@ -517,6 +546,7 @@ def emulator(
     job_duration: str,
     parallel_cap: int | None,
     rate_limit: float | None,
+    bill_factor: float,
     faults: str,
     key: str,
     secret: str,
@@ -534,6 +564,7 @@ def emulator(
             job_duration=job_duration,
             parallel_cap=parallel_cap,
             rate_limit=rate_limit,
+            bill_factor=bill_factor,
             seed=seed,
             faults=faults,
             state_dir=state_dir,
@@ -585,8 +616,13 @@ def _plan_json(result: Plan, settings: Settings, costs: CostReport | None) -> di
                     "units": item.units,
                     "error": item.error,
                     "shared_with": item.shared_with,
+                    "in_flight": item.in_flight,
                 }
-        doc["cost"] = {"total": costs.total, "unpriced": len(costs.unpriced)}
+        doc["cost"] = {
+            "total": costs.total,
+            "unpriced": len(costs.unpriced),
+            "in_flight": len(costs.in_flight),
+        }
     return doc
 
 

@@ -1,15 +1,17 @@
 """Cost preview: what the pending part of a plan would cost, priced by the API's own dry runs.
 
-Every item `run` would pay for (new and changed ones; missing ones too on the local backend, whose
-restore is a regeneration) is checked against its model's input schema and sent with
-`?dryRun=true`: the API answers 269 with `creativeUnitsCost` and creates nothing, charges nothing.
-Items with the same fingerprint share one generation, so they are priced and counted once.
+Every item `run` would pay for (new and changed ones, unchanged ones too with --force, missing ones
+on the local backend, whose restore is a regeneration) is checked against its model's input schema
+and sent with `?dryRun=true`: the API answers 269 with `creativeUnitsCost` and creates nothing,
+charges nothing. Items with the same fingerprint share one generation, so they are counted once;
+an item whose job an interrupted run left in flight is followed, not paid again, so it is priced
+(a resend may still be needed) but not counted in the total.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,6 +34,12 @@ class ItemCost:
     units: float | None  # None: not priced (see `error`), or shared with an item priced before
     error: str | None = None
     shared_with: str | None = None  # the item whose generation this one shares
+    in_flight: bool = False  # its job, paid by an earlier run, is still followed: not counted
+
+    @property
+    def counted(self) -> float:
+        """What this item adds to the total."""
+        return 0.0 if self.in_flight else self.units or 0.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,11 @@ class CostReport:
 
     @property
     def total(self) -> float:
-        return sum(item.units or 0.0 for item in self.items)
+        return sum(item.counted for item in self.items)
+
+    @property
+    def in_flight(self) -> list[ItemCost]:
+        return [item for item in self.items if item.in_flight]
 
     @property
     def unpriced(self) -> list[ItemCost]:
@@ -50,9 +62,15 @@ class CostReport:
         return {item.fingerprint: item.units for item in self.items if item.units is not None}
 
 
-def paid_entries(entries: Sequence[PlanEntry], *, restore_is_free: bool) -> list[PlanEntry]:
-    """The entries a run would pay for."""
-    paid = {State.NEW, State.CHANGED} | (set() if restore_is_free else {State.MISSING})
+def paid_entries(
+    entries: Sequence[PlanEntry], *, restore_is_free: bool, force: bool = False
+) -> list[PlanEntry]:
+    """The entries a run would pay for (`force`: the unchanged ones are generated again too)."""
+    paid = {State.NEW, State.CHANGED}
+    if not restore_is_free:
+        paid.add(State.MISSING)
+    if force:
+        paid.add(State.UNCHANGED)
     return [entry for entry in entries if entry.state in paid and entry.item is not None]
 
 
@@ -60,11 +78,15 @@ async def estimate(
     client: ApiClient,
     entries: Sequence[PlanEntry],
     *,
+    in_flight: Collection[str] = frozenset(),
     concurrency: int = 8,
     retry: RetryPolicy | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> CostReport:
-    """Price `entries` (all assumed paid) by dry runs, `concurrency` at a time."""
+    """Price `entries` (all assumed paid) by dry runs, `concurrency` at a time.
+
+    `in_flight`: fingerprints whose job an earlier run submitted (the journal has its id).
+    """
     policy = retry or RetryPolicy()
     gate = asyncio.Semaphore(concurrency)
     models: dict[str, asyncio.Future[Model]] = {}
@@ -88,7 +110,8 @@ async def estimate(
             reply = await call(lambda: client.generate(item.model, body, dry_run=True))
         except PipelineError as exc:
             return ItemCost(entry.key, fingerprint, None, str(exc))
-        return ItemCost(entry.key, fingerprint, reply.cost.creative_units_cost or 0.0)
+        units = reply.cost.creative_units_cost or 0.0
+        return ItemCost(entry.key, fingerprint, units, in_flight=fingerprint in in_flight)
 
     keyed = [(entry, entry.fingerprint) for entry in entries if entry.fingerprint is not None]
     first: dict[str, PlanEntry] = {}

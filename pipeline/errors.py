@@ -249,11 +249,16 @@ class OverBudget(PipelineError):
 class BudgetReached(PipelineError):
     """An item was not started: paying for it could have passed the run's budget."""
 
-    def __init__(self, spent: float, budget: float) -> None:
-        super().__init__(
-            f"not started: {spent:g} of the budget of {budget:g} creative units are spent or "
-            "committed, and this item could pass it; rerun with a larger budget to finish"
-        )
+    def __init__(self, spent: float, budget: float, *, priced: float | None) -> None:
+        self.spent, self.budget, self.priced = spent, budget, priced
+        if priced is None:
+            why = "it could not be priced, and a run under a budget pays only for priced items"
+        else:
+            why = (
+                f"{spent:g} of the budget of {budget:g} creative units are spent or committed, "
+                f"and its {priced:g} would pass it"
+            )
+        super().__init__(f"not started: {why}; rerun (with a larger budget) to finish")
 
 
 class RunFailed(PipelineError):
@@ -265,8 +270,12 @@ class RunFailed(PipelineError):
         self.failures = failures
         self.done = done
         lines = [f"{f.key}: {f.error}" for f in failures]
+        stopped = sum(isinstance(f.error, BudgetReached) for f in failures)
+        failed = len(failures) - stopped
+        counts = [f"{failed} item(s) failed"] if failed else []
+        counts += [f"{stopped} not started (budget)"] if stopped else []
         lines.append(
-            f"{len(failures)} item(s) failed, {done} done and kept; rerun `pipeline run` "
-            "to retry only the failed ones."
+            f"{', '.join(counts)}, {done} done and kept; rerun `pipeline run` to retry only "
+            "the ones not done."
         )
         super().__init__("\n".join(lines))

@@ -19,8 +19,8 @@ from rich.text import Text
 
 from pipeline.report import Event
 
-_FINISHED = ("generated", "restored", "failed")
-_DETAILED = ("failed", "retry", "attached")
+_FINISHED = ("generated", "restored", "failed", "skipped")
+_DETAILED = ("failed", "retry", "attached", "skipped")
 
 
 def choose_live(stream: IO[Any], environ: Mapping[str, str]) -> bool:
@@ -87,8 +87,9 @@ class Progress:
             self._retries += 1
         if self._live is None:
             self._console.out(self._line(event), highlight=False)
-        elif event.kind == "failed":  # the user's actionable message: wrapped, never cut
-            self._live.console.print(Text(self._line(event), style="red"))
+        elif event.kind in ("failed", "skipped"):  # actionable: wrapped, never cut
+            style = "red" if event.kind == "failed" else "yellow"
+            self._live.console.print(Text(self._line(event), style=style))
         elif event.kind == "retry":
             line = Text(self._line(event), style="yellow")
             self._live.console.print(line, no_wrap=True, overflow="ellipsis")
@@ -109,6 +110,7 @@ class Progress:
             (f"{self._counts['restored']} restored", "cyan"),
             ", ",
             (f"{self._counts['failed']} failed", "red" if self._counts["failed"] else ""),
+            f", {self._counts['skipped']} not started" if self._counts["skipped"] else "",
             f", {len(self._in_flight)} in flight, ",
             (f"{self._retries} retr{'y' if self._retries == 1 else 'ies'}", "yellow"),
         )

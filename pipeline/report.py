@@ -18,14 +18,14 @@ class Outcome(StrEnum):
     GENERATED = "generated"
     RESTORED = "restored"
     FAILED = "failed"
-    SKIPPED = "skipped"  # interrupted before it was submitted
+    SKIPPED = "skipped"  # not submitted: interrupted, or the budget (then `error` says so)
 
 
 @dataclass(frozen=True)
 class Event:
     """One thing that happened to an item, for the progress display."""
 
-    kind: str  # submitted, attached, retry, generated, restored, failed
+    kind: str  # submitted, attached, retry, generated, restored, failed, skipped
     key: str
     detail: str = ""
 
@@ -46,15 +46,16 @@ class RunReport:
     orphaned: int
     seconds: float
     interrupted: bool = False
-    spent: float = 0.0  # creative units charged, as the API reported them
+    spent: float = 0.0  # creative units this run paid, as the API billed them
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for result in self.results if result.outcome is outcome)
 
     @property
     def failures(self) -> list[ItemFailure]:
+        """Items that failed, and items the budget kept from starting (they carry an error)."""
         return [
             ItemFailure(r.key, r.error, r.attempts)
             for r in self.results
-            if r.outcome is Outcome.FAILED and r.error is not None
+            if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.error is not None
         ]

@@ -134,7 +134,9 @@ class Runner:
         self._stopping = False
         self._dirty = False
         self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
-        self.spent = 0.0  # creative units charged so far (as billed, or estimated if unknown)
+        # Creative units by fingerprint, for the jobs this run paid for: as the API billed them,
+        # or the estimate while a request's outcome is unknown (it may have been paid).
+        self._charged: dict[str, float] = {}
         self._committed = 0.0  # estimates of paid requests on their way
 
     # --- the run ------------------------------------------------------------------------------
@@ -170,6 +172,11 @@ class Runner:
             interrupted=self._stopping,
             spent=self.spent,
         )
+
+    @property
+    def spent(self) -> float:
+        """Creative units this run has paid (or may have paid) so far."""
+        return sum(self._charged.values())
 
     @property
     def stopping(self) -> bool:
@@ -210,6 +217,10 @@ class Runner:
             self._commit(entry, records, job_id)
         except _Interrupted:
             result.outcome = Outcome.SKIPPED
+            return result
+        except BudgetReached as exc:
+            result.outcome, result.error = Outcome.SKIPPED, exc
+            self.on_event(Event("skipped", entry.key, str(exc)))
             return result
         except OSError as exc:  # the disk, not the API: this item fails, the others go on
             result.error = WriteError(exc)
@@ -266,7 +277,7 @@ class Runner:
         job_id = await self._submit(entry, item, fingerprint, body, result)
         finished = False
         try:
-            job = await self._follow(job_id)
+            job = await self._follow(job_id, fingerprint)
             finished = True
         except JobFailed:
             finished = True
@@ -317,10 +328,11 @@ class Runner:
             if self._stopping:
                 await self.limit.release(completed=False)
                 raise _Interrupted
-            priced = self.options.estimates.get(fingerprint, 0.0)
-            if not maybe_paid and not self._affordable(priced):
+            priced = self.options.estimates.get(fingerprint)
+            if not self._affordable(fingerprint, priced):
                 await self.limit.release(completed=False)
-                raise BudgetReached(self.spent + self._committed, self.options.budget or 0.0)
+                budget = self.options.budget or 0.0
+                raise BudgetReached(self.spent + self._committed, budget, priced=priced)
             await asyncio.to_thread(self.journal.write, intent)  # its fsync spares the loop
             if self._stopping:  # stopped while the intent was being written: nothing was sent
                 if not maybe_paid:
@@ -329,7 +341,7 @@ class Runner:
                 raise _Interrupted
             result.attempts += 1
             try:
-                reply = await self._paid_generate(item.model, body, priced)
+                reply = await self._paid_generate(fingerprint, item.model, body, priced or 0.0)
             except ApiTransient as exc:
                 await self.limit.release(completed=False)
                 if exc.parallel_limit and rejections < _MAX_CAP_REJECTIONS:
@@ -366,27 +378,33 @@ class Runner:
             if found is not None:
                 return await self._attach(entry, intent, found)
 
-    def _affordable(self, units: float) -> bool:
-        """Whether a request estimated at `units` may go out without passing the budget."""
+    def _affordable(self, fingerprint: str, units: float | None) -> bool:
+        """Whether a request estimated at `units` (None: it could not be priced) may go out
+        without passing the budget. A resend replaces its own earlier, unknown outcome."""
         budget = self.options.budget
-        return budget is None or self.spent + self._committed + units <= budget
+        if budget is None:
+            return True
+        if units is None:
+            return False
+        others = self.spent - self._charged.get(fingerprint, 0.0)
+        return others + self._committed + units <= budget
 
     async def _paid_generate(
-        self, model: str, body: Mapping[str, Any], priced: float
+        self, fingerprint: str, model: str, body: Mapping[str, Any], priced: float
     ) -> GenerateResult:
-        """POST the request; what it costs is committed while it is out, then counted as spent
-        (as the API bills it, or the estimate when the answer is lost: it may have been paid)."""
+        """POST the request; what it costs is committed while it is out, then charged (as the
+        API bills it, or the estimate when the answer is lost: it may have been paid)."""
         self._committed += priced
         try:
             reply = await self.client.generate(model, body)
         except (ApiTransient, ApiUnreachable) as exc:
             if exc.maybe_sent:
-                self.spent += priced
+                self._charged.setdefault(fingerprint, priced)
             raise
         finally:
             self._committed -= priced
         billed = reply.cost.creative_units_cost
-        self.spent += priced if billed is None else billed
+        self._charged[fingerprint] = priced if billed is None else billed
         return reply
 
     async def _attach(self, entry: PlanEntry, intent: Intent, job_id: str) -> str:
@@ -451,8 +469,9 @@ class Runner:
         matches.sort(key=lambda job: job.created_at)
         return matches[0].job_id if matches else None
 
-    async def _follow(self, job_id: str) -> Job:
-        """Poll until the job is terminal; failures carry the API's error and hint."""
+    async def _follow(self, job_id: str, fingerprint: str) -> Job:
+        """Poll until the job is terminal; failures carry the API's error and hint. A job this
+        run paid for is charged what its billing finally says (a refund included)."""
         started = self.clock()
         status = "queued"
         progress: float | None = None
@@ -465,6 +484,8 @@ class Runner:
             await self.sleep(min(self.polls.next_delay(age, progress), remaining))
             job = await self._call(lambda: self.client.get_job(job_id))
             status, progress = job.status, job.progress
+            if job.billing is not None and fingerprint in self._charged:
+                self._charged[fingerprint] = job.billing.cu_cost
             if job.status == "success":
                 elapsed, run = self.clock() - started, job.run_seconds
                 if run is None:

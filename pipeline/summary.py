@@ -30,12 +30,15 @@ def plan_markdown(result: Plan, costs: CostReport | None) -> str:
             shown = "" if cost is None else _units(cost.units, cost.error, cost.shared_with)
             why = ", ".join(entry.reasons)
             lines.append(f"| `{entry.key}` | {entry.state.value} | {_cell(why)} | {shown} |")
-        lines += _more(len(pending))
+        lines += _more(len(pending), columns=4)
     if costs is not None:
-        unpriced = f" ({len(costs.unpriced)} could not be priced)" if costs.unpriced else ""
-        lines += ["", f"Estimated cost: **{costs.total:g} creative units**{unpriced}."]
+        notes = [f"{len(costs.unpriced)} could not be priced"] if costs.unpriced else []
+        if costs.in_flight:
+            notes.append(f"{len(costs.in_flight)} in flight from an earlier run, not paid again")
+        tail = f" ({'; '.join(notes)})" if notes else ""
+        lines += ["", f"Estimated cost: **{costs.total:g} creative units**{tail}."]
     elif pending:
-        lines += ["", "No cost preview (it needs the API credentials)."]
+        lines += ["", "No cost preview: `pipeline plan --cost` prices it (with the API secrets)."]
     return "\n".join(lines) + "\n"
 
 
@@ -43,11 +46,11 @@ def run_markdown(report: RunReport, budget: float | None) -> str:
     counts = [(outcome.value, report.count(outcome)) for outcome in Outcome]
     counts += [("unchanged", report.unchanged), ("orphaned", report.orphaned)]
     lines = ["### pipeline run", "", _counts(counts)]
-    failed = [r for r in report.results if r.outcome is Outcome.FAILED]
+    failed = report.failures
     if failed:
-        lines += ["", "| failed item | reason |", "|---|---|"]
-        lines += [f"| `{r.key}` | {_cell(str(r.error))} |" for r in failed[:_SHOWN]]
-        lines += _more(len(failed))
+        lines += ["", "| item not done | reason |", "|---|---|"]
+        lines += [f"| `{f.key}` | {_cell(str(f.error))} |" for f in failed[:_SHOWN]]
+        lines += _more(len(failed), columns=2)
     limit = f" of a budget of {budget:g}" if budget is not None else ""
     lines += [
         "",
@@ -85,5 +88,6 @@ def _cell(text: str) -> str:
     return flat if len(flat) <= 300 else flat[:299] + "…"
 
 
-def _more(count: int) -> list[str]:
-    return [f"| ... and {count - _SHOWN} more | | | |"] if count > _SHOWN else []
+def _more(count: int, *, columns: int) -> list[str]:
+    """The row that counts what a table leaves out."""
+    return [f"| ... and {count - _SHOWN} more |" + " |" * (columns - 1)] if count > _SHOWN else []

@@ -71,6 +71,18 @@ def test_live_mode_renders_counts_eta_and_the_full_failure() -> None:
     assert "".join(f"[3/4 10.0s] failed props/b: {detail}".split()) in squeezed
 
 
+def test_an_item_the_budget_kept_from_starting_counts_as_done_and_says_why() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    console = Console(file=out, force_terminal=True, width=120)
+    with Progress(2, console=console, live=True, clock=clock) as progress:
+        progress(Event("generated", "props/a", "1 file(s)"))
+        progress(Event("skipped", "props/b", "not started: 10 of the budget of 10 are spent"))
+    text = _ANSI.sub("", out.getvalue())
+    assert "1 generated, 0 restored, 0 failed, 1 not started, 0 in flight" in text
+    assert "[2/2   0.0s] skipped   props/b: not started: 10 of the budget of 10" in text
+    assert "2/2  0:00 elapsed  done" in text
+
+
 def test_live_mode_with_nothing_to_do_does_not_raise() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)

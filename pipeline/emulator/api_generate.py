@@ -73,6 +73,7 @@ def routes(emu: Emulator) -> list[Route]:
         if dry:
             return JSONResponse(cost_envelope(cost, "custom-generation"), DRY_RUN_STATUS)
         _check_parallel_cap(emu)
+        cost *= emu.config.bill_factor
         inputs = dict(body)
         for upload in checked.uploads:
             asset = store.upload(upload.data, upload.facts, f"{upload.input}.{upload.facts.format}")
@@ -127,7 +128,7 @@ def routes(emu: Emulator) -> list[Route]:
         )
         store.add_job(job)
         stats.job_started(job.id, job.created, job.end)
-        stats.record_generate(request_key(model.id, body))
+        stats.record_generate(request_key(model.id, body), cost)
         now = emu.clock()  # read before settling: a job shown ended has its outputs (see get_job)
         store.job(job.id)  # a zero-length job is already done
         envelope = cost_envelope(cost, "custom-generation")

@@ -90,6 +90,8 @@ class EmulatorConfig:
     seed                  makes ids, durations, seeds and faults reproducible; None: a fresh one
     faults                a `Faults` or its spec string (see `Faults.parse`)
     state_dir             where jobs, assets and models persist; None: memory only
+    bill_factor           what a generation bills against its dry-run estimate (1: the same);
+                          a real account's bill can differ (a quality gate, a tier change)
     """
 
     api_key: str = "local"
@@ -102,6 +104,7 @@ class EmulatorConfig:
     seed: int | None = None
     faults: Faults | str = field(default_factory=Faults)
     state_dir: Path | None = None
+    bill_factor: float = 1.0
 
     def __post_init__(self) -> None:
         parse_duration(self.job_duration)
@@ -111,5 +114,7 @@ class EmulatorConfig:
             raise ValueError(f"parallel cap {self.parallel_cap}: must be at least 1")
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ValueError(f"rate limit {self.rate_limit}: must be more than 0 requests/s")
+        if not (math.isfinite(self.bill_factor) and self.bill_factor >= 0):
+            raise ValueError(f"bill factor {self.bill_factor}: must be a number, 0 or more")
         if not self.url_ttl > 0:
             raise ValueError(f"url ttl {self.url_ttl}: must be more than 0 seconds")

@@ -33,6 +33,7 @@ class Stats:
         self.generates: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.jobs_created = 0
+        self.billed = 0.0  # creative units billed by paid generations
         self._intervals: dict[str, tuple[float, float]] = {}
         self._since = clock()
 
@@ -44,6 +45,7 @@ class Stats:
         self.generates.clear()
         self.faults.clear()
         self.jobs_created = 0
+        self.billed = 0.0
         self._intervals = {
             job: (max(start, now), end)
             for job, (start, end) in self._intervals.items()
@@ -61,9 +63,10 @@ class Stats:
         """One injected fault."""
         self.faults[knob] += 1
 
-    def record_generate(self, key: str) -> None:
-        """An accepted, paid generate call (see `request_key`)."""
+    def record_generate(self, key: str, units: float = 0.0) -> None:
+        """An accepted, paid generate call (see `request_key`) and the units it billed."""
         self.generates[key] += 1
+        self.billed += units
 
     def job_started(self, job_id: str, start: float, end: float) -> None:
         """A generation job now in flight until `end` (its planned terminal time)."""
@@ -132,6 +135,7 @@ class Stats:
             "generates": dict(sorted(self.generates.items())),
             "duplicate_generates": self.duplicate_generates,
             "jobs_created": self.jobs_created,
+            "billed": self.billed,
             "rate_limited": self.rate_limited,
             "faults": dict(sorted(self.faults.items())),
             "in_flight": self.in_flight,

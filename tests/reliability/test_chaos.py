@@ -6,9 +6,10 @@ is a fresh copy of the example game whose prompts are tagged with the round, kil
 (see chaos.py for the aimed moments: journal writes, download temp files, output renames, lockfile
 temp files and renames), then run to the end uninterrupted. Checked:
   - after every kill: the lock parses and every file it records is there, whole, as recorded;
-  - after the final run: exit 0, every item done, zero duplicate generate calls, every output
-    decodes and matches its lock record, no temp file anywhere, `.pipeline/jobs` empty, and
-    `plan --check` says nothing is pending.
+  - after the final run (every run under a budget of exactly the game's price): exit 0, every
+    item done, zero duplicate generate calls, the emulator's bill that price (each job paid
+    once), every output decodes and matches its lock record, no temp file anywhere,
+    `.pipeline/jobs` empty, and `plan --check` says nothing is pending.
 Seeded: CHAOS_SEED=<n> replays the same choices of triggers and delays (timing still varies).
 """
 
@@ -40,7 +41,9 @@ KILLS = scale(3, 50)
 KILLS_PER_ROUND = scale(3, 5)
 ITEMS, FILES = 21, 22
 FAULTS = "error_500=0.03,drop=0.02,generate:drop=0.08,download:truncate=0.05,jobs:error_503=0.05"
-RUN_ARGS = ["run", "--concurrency", "6"]
+# Under a budget of exactly what the game costs (22 outputs at 10 units): each rerun re-prices
+# what is pending, leaving out the jobs it re-attaches to, and must never refuse or stop short.
+RUN_ARGS = ["run", "--concurrency", "6", "--budget", "220"]
 
 
 @pytest.mark.timeout(900 if FULL else 120)
@@ -81,6 +84,7 @@ def test_sigkill_at_any_moment_never_pays_twice_nor_loses_a_result(tmp_path: Pat
             assert summary(final)["counts"]["failed"] == 0, where
             check_final(root, items=ITEMS, files=FILES)
             assert emu.stats.duplicate_generates == 0, where
+            assert emu.stats.billed == 220.0 * round_no, where
             planned = run_process(root, "plan", "--check", env=env)
             assert planned.returncode == 0, f"{where}\n{planned.stderr}"
         print(f"\n{context}: {round_no} round(s), {emu.stats.jobs_created} jobs created")

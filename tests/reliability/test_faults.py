@@ -194,6 +194,32 @@ def test_each_fault_ends_done_or_as_a_clear_item_failure(
     )
 
 
+@pytest.mark.parametrize(
+    "faults",
+    [
+        "error_500=0.1,error_503=0.1,drop=0.1,timeout=0.1,timeout_delay=0,download:truncate=0.2",
+        "generate:drop=0.3",  # answers lost, so paid requests are maybe paid: reconciled
+    ],
+    ids=["mixed", "generate-answers-lost"],
+)
+def test_a_run_under_a_tight_budget_survives_faults_and_charges_each_job_once(
+    faults: str, repo: Path, make_local: MakeLocal, quick_sleep: list[float]
+) -> None:
+    """The budget is exactly the estimate: lost answers (maybe paid) and resends must neither
+    double-count a job nor stop the run short, and what it reports spent is what was billed."""
+    root = copy_examples(repo)
+    priced = json.loads(invoke(root, "plan", "--cost", "--json", *SELECT).stdout)["cost"]["total"]
+    emu = make_local(faults=faults, seed=5)
+    result = invoke(root, "run", "--json", "--budget", str(priced), *SELECT)
+    assert "Traceback" not in result.stderr, result.stderr
+    doc = json.loads(result.stdout)
+    not_done = {i["key"]: i["error"] for i in doc["items"] if i["state"] != "generated"}
+    assert not not_done or all(_GAVE_UP.search(e) for e in not_done.values()), not_done
+    assert len(not_done) <= max(1, ITEMS // 10)
+    assert emu.stats.duplicate_generates == 0
+    assert doc["spent"] == emu.stats.billed <= priced
+
+
 def test_retry_after_is_obeyed_when_sane_and_capped_when_absurd(
     repo: Path, make_local: MakeLocal, quick_sleep: list[float]
 ) -> None:
