@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, views
 from pipeline.backend import BackendChoice, resolve_backend
 from pipeline.console import plural, say
+from pipeline.emulatorcmd import emulator
 from pipeline.errors import InvalidInput, PipelineError, RunFailed, WriteError
 from pipeline.lockcmd import lock
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
-from pipeline.plan import Plan, PlanEntry, State, make_plan
+from pipeline.plan import Plan, State, make_plan
 from pipeline.state import STATE_DIR, RepoLock, StatCache
 
 if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
@@ -34,7 +35,6 @@ if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
     from pipeline.schedule import RunOptions, RunPaths
 
 _BACKENDS = click.Choice(["auto", "scenario", "local"])
-_SHOWN_LINES = 200
 
 
 class _Group(click.Group):
@@ -123,12 +123,13 @@ def plan(
     result = _make_plan(project.root, settings, collections, choice, select)
     costs = _estimate(project.root, choice, settings, result, force=False) if cost else None
     if as_json:
-        doc = _plan_json(result, settings, costs)
+        doc = views.plan_json(result, settings.output, costs)
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
-        _render_plan(result, settings)
-        if costs is not None:
-            _render_cost(costs)
+        lines = views.plan_lines(result, settings.output)
+        lines += views.cost_lines(costs) if costs is not None else []
+        for line in lines:
+            say(line)
     _step_summary(lambda summary: summary.plan_markdown(result, costs))
     if check and result.pending:
         sys.exit(1)
@@ -208,7 +209,8 @@ def _within_budget(
     from pipeline.errors import OverBudget
 
     costs = _estimate(root, choice, settings, result, force=force)
-    _render_cost(costs, budget=settings.budget)
+    for line in views.cost_lines(costs, budget=settings.budget):
+        say(line)
     if costs.total > settings.budget:
         raise OverBudget(costs.total, settings.budget, len(costs.items) - len(costs.in_flight))
     return costs.by_fingerprint()
@@ -236,26 +238,6 @@ def _estimate(
             )
 
     return asyncio.run(price())
-
-
-def _render_cost(costs: CostReport, *, budget: float | None = None) -> None:
-    for item in costs.items:
-        if item.error is not None:
-            say(f"  cannot price {item.key}: {item.error}", fg="red")
-    notes = []
-    shared = sum(1 for item in costs.items if item.shared_with)
-    if shared:
-        notes.append(f"{shared} item{plural(shared)} share another's generation")
-    resumed = len(costs.in_flight)
-    if resumed:
-        notes.append(
-            f"{resumed} job{plural(resumed)} in flight from an earlier run, not paid again"
-        )
-    if budget is not None:
-        notes.append(f"budget {budget:g}")
-    count = len(costs.items)
-    tail = f" ({'; '.join(notes)})" if notes else ""
-    say(f"estimated cost: {costs.total:g} creative units for {count} item{plural(count)}{tail}")
 
 
 def _summarise_error(ctx: click.Context, error: PipelineError) -> None:
@@ -341,8 +323,9 @@ def _finish_run(
     except WriteError as exc:  # the outputs and the lock are in place: only an index is behind
         index_error = exc
     if as_json:
-        click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
-    _render_report(report, charged=choice.kind != "local")
+        click.echo(json.dumps(views.report_json(report), indent=2, ensure_ascii=False))
+    for line in views.report_lines(report, charged=choice.kind != "local"):
+        say(line)
     if report.interrupted:
         sys.exit(130)
     failures = report.failures
@@ -416,51 +399,6 @@ async def _run(
                 timer.cancel()
 
 
-def _report_json(report: RunReport) -> dict[str, Any]:
-    from pipeline.report import Outcome
-
-    return {
-        "counts": {
-            **{outcome.value: report.count(outcome) for outcome in Outcome},
-            "unchanged": report.unchanged,
-            "orphaned": report.orphaned,
-        },
-        "seconds": round(report.seconds, 3),
-        "interrupted": report.interrupted,
-        "spent": report.spent,
-        "items": [
-            {
-                "key": r.key,
-                "state": r.outcome.value,
-                "files": r.files,
-                "attempts": r.attempts,
-                "error": str(r.error) if r.error else None,
-            }
-            for r in report.results
-        ],
-    }
-
-
-def _render_report(report: RunReport, *, charged: bool) -> None:
-    from pipeline.report import Outcome
-
-    parts = [
-        f"{report.count(Outcome.GENERATED)} generated",
-        f"{report.count(Outcome.RESTORED)} restored",
-        f"{report.unchanged} unchanged",
-        f"{report.count(Outcome.FAILED)} failed",
-    ]
-    skipped = report.count(Outcome.SKIPPED)
-    if skipped:
-        parts.append(f"{skipped} not started")
-    if report.spent:
-        what = "spent" if charged else "as priced by the local emulator; nothing charged"
-        parts.append(f"{report.spent:g} creative units {what}")
-    say(f"done in {report.seconds:.1f}s: " + ", ".join(parts))
-    if report.orphaned:
-        say(f"{report.orphaned} orphaned item(s) in the lock: `pipeline prune` removes them")
-
-
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.pass_obj
@@ -497,90 +435,6 @@ def _prune(
     say(f"{verb} {len(orphans)} orphaned item{plural(len(orphans))}")
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8787, show_default=True)
-@click.option(
-    "--state",
-    "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Keep jobs and assets in DIR across restarts.",
-)
-@click.option("--seed", type=int, default=None, help="Make ids, durations and faults repeatable.")
-@click.option(
-    "--job-duration",
-    default="2",
-    show_default=True,
-    help="Seconds per job: N, fixed:N, uniform:A,B or lognormal:MU,SIGMA.",
-)
-@click.option(
-    "--parallel-cap",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Jobs in flight before 429 parallel-custom-jobs.",
-)
-@click.option("--rate-limit", type=float, default=None, help="Requests per second on /v1.")
-@click.option(
-    "--bill-factor",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="What a generation bills against its dry-run estimate (a real bill can differ).",
-)
-@click.option(
-    "--faults",
-    default="",
-    help="Failures to inject, per endpoint group (generate, jobs, assets, download, models): "
-    "error_500, error_503, error_429, drop, timeout, slow, truncate, expire, job_failure, stuck; "
-    "settings retry_after, slow_delay, timeout_delay. "
-    "e.g. 'error_500=0.1,drop=0.05,generate:stuck=0.1,error_429=0.2,retry_after=5'.",
-)
-@click.option("--key", default="local", show_default=True, help="The API key it accepts.")
-@click.option("--secret", default="local", show_default=True, help="The API secret it accepts.")
-def emulator(
-    host: str,
-    port: int,
-    state_dir: Path | None,
-    seed: int | None,
-    job_duration: str,
-    parallel_cap: int | None,
-    rate_limit: float | None,
-    bill_factor: float,
-    faults: str,
-    key: str,
-    secret: str,
-) -> None:
-    """Serve the local emulator of the Scenario API (placeholder art, no account needed)."""
-    import asyncio
-
-    from pipeline.emulator import Emulator, EmulatorConfig
-    from pipeline.emulator.server import serve
-
-    try:
-        config = EmulatorConfig(
-            api_key=key,
-            api_secret=secret,
-            job_duration=job_duration,
-            parallel_cap=parallel_cap,
-            rate_limit=rate_limit,
-            bill_factor=bill_factor,
-            seed=seed,
-            faults=faults,
-            state_dir=state_dir,
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-    def ready(url: str) -> None:
-        say(f"emulator serving {url} (key {key!r}); point SCENARIO_BASE_URL at it")
-
-    try:
-        asyncio.run(serve(Emulator(config), host, port, on_ready=ready))
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
 def _make_plan(
     root: Path,
     settings: Settings,
@@ -600,81 +454,8 @@ def _make_plan(
     )
 
 
-def _plan_json(result: Plan, settings: Settings, costs: CostReport | None) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "backend": result.backend,
-        "counts": {state.value: result.count(state) for state in State},
-        "pending": len(result.pending),
-        "items": [_entry_json(entry, settings) for entry in result.entries],
-    }
-    if costs is not None:
-        priced = {item.key: item for item in costs.items}
-        for entry in doc["items"]:
-            item = priced.get(entry["key"])
-            if item is not None:
-                entry["cost"] = {
-                    "units": item.units,
-                    "error": item.error,
-                    "shared_with": item.shared_with,
-                    "in_flight": item.in_flight,
-                }
-        doc["cost"] = {
-            "total": costs.total,
-            "unpriced": len(costs.unpriced),
-            "in_flight": len(costs.in_flight),
-        }
-    return doc
-
-
-def _entry_json(entry: PlanEntry, settings: Settings) -> dict[str, Any]:
-    collection, _, item_id = entry.key.partition("/")
-    files = (
-        [f"{settings.output}/{out.file}" for out in entry.locked.outputs] if entry.locked else []
-    )
-    data: dict[str, Any] = {
-        "key": entry.key,
-        "collection": collection,
-        "id": item_id,
-        "state": entry.state.value,
-        "reasons": list(entry.reasons),
-        "fingerprint": entry.fingerprint,
-        "files": files,
-    }
-    if entry.moved_from:
-        data["moved_from"] = entry.moved_from
-    if entry.item is not None:
-        data["seed"] = entry.item.seed
-    return data
-
-
-def _render_plan(result: Plan, settings: Settings) -> None:
-    total = len(result.entries) - result.count(State.ORPHANED)
-    counts = ", ".join(
-        f"{result.count(state)} {state.value}"
-        for state in (State.NEW, State.CHANGED, State.MISSING, State.UNCHANGED)
-    )
-    orphans = result.count(State.ORPHANED)
-    tail = f"; {orphans} orphaned" if orphans else ""
-    say(f"plan: {total} item{plural(total)}: {counts}{tail}")
-    shown = [entry for entry in result.entries if entry.state is not State.UNCHANGED]
-    width = max((len(entry.key) for entry in shown[:_SHOWN_LINES]), default=0)
-    colours = {State.NEW: "green", State.CHANGED: "yellow", State.MISSING: "cyan"}
-    for entry in shown[:_SHOWN_LINES]:
-        label = click.style(f"{entry.state.value:<9}", fg=colours.get(entry.state, "magenta"))
-        reasons = ", ".join(entry.reasons)
-        say(f"  {label} {entry.key:<{width}}  {reasons}".rstrip())
-    if len(shown) > _SHOWN_LINES:
-        say(f"  ... and {len(shown) - _SHOWN_LINES} more (`pipeline plan --json` lists all)")
-    pending = len(result.pending)
-    if pending:
-        say(f"next: `pipeline run` would generate or restore {pending} item{plural(pending)}")
-    else:
-        say(f"nothing to do: every output in {settings.output}/ is up to date")
-    if orphans:
-        say(f"`pipeline prune` removes the {orphans} orphaned item{plural(orphans)}")
-
-
 cli.add_command(lock)
+cli.add_command(emulator)
 
 
 def main() -> None:
