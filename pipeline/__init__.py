@@ -1,12 +1,17 @@
 """pipeline: YAML asset manifests in, generated game art out, through the Scenario API.
 
 The flow, one module per stage:
-    manifest.py   load pipeline.yaml and manifests/*.yaml, validate strictly, expand into Items
-    plan.py       fingerprint each Item and diff against assets.lock and the files on disk (pure)
-    lockfile.py   read and write assets.lock: versioned, deterministic, atomic
+    manifest.py   pipeline.yaml (settings.py) and manifests/*.yaml (yamlsrc.py), strictly checked,
+                  expanded into Items (expand.py)
+    plan.py       fingerprint each Item, diff against assets.lock (lockfile.py) and disk; pure
+    cost.py       price the pending items with the API's dry runs (plan --cost, run --budget)
+    schedule.py   run the plan: pre-flight (request.py), intents (journal.py), submit and follow
+                  under one retry policy and an adaptive limit (limits.py), collect (collect.py)
     client.py     the async API client; the one place where httpx errors become ours
     emulator/     the `local` backend: the same API, in process or on loopback, placeholder art
-    cli.py        the only module that prints or exits; parses, calls, renders
+    index.py      output/<collection>/index.json for engine import scripts
+    lockmerge.py  the git merge driver for assets.lock; rebuild.py: the lock again from output/
+    cli.py        parses, calls, prints (views.py and summary.py render; console.py says)
 Errors form one tree, drawn in errors.py.
 """
 

@@ -23,6 +23,7 @@ def _no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "SCENARIO_SDK_API_SECRET",
         "SCENARIO_BASE_URL",
         "NO_COLOR",
+        "GITHUB_STEP_SUMMARY",
     ):
         monkeypatch.delenv(name, raising=False)
 

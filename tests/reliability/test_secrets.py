@@ -116,6 +116,9 @@ COMMANDS = [
     ["run", "--backend", "scenario", "ui-icons/iron-sword"],
     ["prune", "--dry-run"],
     ["prune"],
+    ["plan", "--cost"],
+    ["plan", "--cost", "--json"],
+    ["run", "--budget", "100", "--json"],
     ["emulator", "--help"],
     ["--help"],
 ]
@@ -129,6 +132,7 @@ def test_a_401_leaks_nothing_from_any_command(
     outputs = []
     with served(api_key="other-key", api_secret="other-secret") as (_emu, url):
         env = env_with(url, sdk_names=sdk_names)
+        env["GITHUB_STEP_SUMMARY"] = str(game / "step-summary.md")  # searched with the repo
         for command in COMMANDS:
             result = invoke(game, *command, env=env)
             assert result.exit_code in (0, 1), (command, result.output)
@@ -137,6 +141,7 @@ def test_a_401_leaks_nothing_from_any_command(
     assert debug.returncode == 1, debug.stderr
     assert "HTTP 401" in debug.stdout + debug.stderr
     assert "DEBUG" in debug.stderr  # the logging really was on
+    assert "HTTP 401" in (game / "step-summary.md").read_text()
     assert_no_leak(game, *outputs, debug.stdout, debug.stderr, emulator_logs.text)
 
 
