@@ -9,6 +9,8 @@ fsync, rename, fsync of the folder). Deciding what is stale is plan.py's job, no
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +21,7 @@ from pipeline.errors import LockfileError
 from pipeline.files import write_atomic
 
 LOCK_VERSION = 1
+MARKER_SIZE = 7  # git's default length of a conflict marker
 
 
 def _inside_output(value: str) -> str:
@@ -77,6 +80,7 @@ class _Document:
 
 # Stdlib dataclasses validated by pydantic-core: half the time of BaseModels on a large lock.
 _DOCUMENT = TypeAdapter(_Document)
+_ENTRY = TypeAdapter(LockEntry)
 
 
 @dataclass
@@ -101,21 +105,30 @@ def read_lock(path: Path) -> Lockfile:
         return Lockfile()
     except OSError as exc:
         raise LockfileError(str(path), f"cannot be read: {exc.strerror}") from None
-    if b"\n<<<<<<< " in b"\n" + raw or b"\n>>>>>>> " in raw:
+    return parse_lock(raw, str(path))
+
+
+def parse_lock(raw: bytes, name: str) -> Lockfile:
+    """A lockfile's bytes as a Lockfile; `name` is the file named by the LockfileError."""
+    if (b"<<<<<<<" in raw or b">>>>>>>" in raw) and (conflicts := find_conflicts(raw)):
+        located = "".join(f"\n  {name}:{line}: {', '.join(keys)}" for line, keys in conflicts)
         raise LockfileError(
-            str(path),
-            "has unresolved git merge conflict markers",
-            hint="resolve the conflict (or check out one side and rerun `pipeline run`)",
+            name,
+            f"has unresolved git merge conflict markers{located}",
+            hint="in each conflict keep one side and delete the other with the marker lines "
+            "(`pipeline run` regenerates an item whose inputs no longer match); or set up the "
+            "merge driver (`pipeline lock merge --help`) and redo this file's merge with it: "
+            f"`git checkout -m {name}`",
         )
     try:
         version = _peek_version(raw)
     except ValueError as exc:
-        raise LockfileError(str(path), f"is not valid JSON ({exc})") from None
+        raise LockfileError(name, f"is not valid JSON ({exc})") from None
     except RecursionError:
-        raise LockfileError(str(path), "is not a lockfile (JSON nested too deep)") from None
+        raise LockfileError(name, "is not a lockfile (JSON nested too deep)") from None
     if version > LOCK_VERSION:
         raise LockfileError(
-            str(path),
+            name,
             f"was written by a newer pipeline (lock version {version}, this one reads "
             f"{LOCK_VERSION})",
             hint="upgrade pipeline (pip install -U pipeline) before running it here",
@@ -123,16 +136,92 @@ def read_lock(path: Path) -> Lockfile:
     try:
         doc = _DOCUMENT.validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        count = exc.error_count()
-        more = f" (and {count - 1} more)" if count > 1 else ""
         raise LockfileError(
-            str(path),
-            f"is malformed at {where}: {first['msg']}{more}",
-            hint="restore it from git, or delete it and rerun `pipeline run`",
+            name,
+            f"is malformed at {_first_problem(exc)}",
+            hint="restore it from git, `pipeline lock rebuild` it from output/, or delete it "
+            "and rerun `pipeline run`",
         ) from None
     return Lockfile(items=dict(doc.items), uploads=dict(doc.uploads), trainings=dict(doc.trainings))
+
+
+def parse_entry(data: Mapping[str, Any]) -> LockEntry:
+    """One entry from its JSON form (as render_block writes it), checked as read_lock checks it.
+
+    ValueError names the first problem and where it is (`outputs.0.sha256: ...`).
+    """
+    try:
+        return _ENTRY.validate_json(json.dumps(data, ensure_ascii=False))
+    except ValidationError as exc:
+        raise ValueError(_first_problem(exc)) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    count = exc.error_count()
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+_MARKER = re.compile(r"(<{7,}|\|{7,}|={7,}|>{7,})(?: .*)?")
+_OPENER = re.compile(r'    ("(?:[^"\\]|\\.)*"): \{')
+_CLOSER = re.compile(r"    \},?")
+_SECTION = re.compile(r'  "(\w+)": .*')
+
+
+def find_conflicts(raw: bytes) -> list[tuple[int, tuple[str, ...]]]:
+    """Each git conflict in a lock's text: the line of its `<<<<<<<` marker (from 1) and what
+    it is about: the keys of the items in it, or the section (`uploads`) when there are none.
+
+    Read line by line on the lock's own layout: an item's block opens with its key at four
+    spaces of indentation and closes at four. A conflict that starts inside a block is about
+    that block's item too; each side of a conflict is read from the state before it, and after
+    the conflict the text may be inside the block of any side's last item.
+    """
+    found: list[tuple[int, list[str], str]] = []
+    current: list[str] = []  # the items whose block the text is in (several after a conflict)
+    before: list[str] = []
+    sides: list[str] = []
+    section = ""
+    inside = False
+    for number, line in enumerate(raw.decode(errors="replace").split("\n"), 1):
+        line = line.removesuffix("\r")
+        if marker := _MARKER.fullmatch(line):
+            kind = marker[1][0]
+            if kind == "<":
+                found.append((number, list(current), section or "lockfile"))
+                before, sides, inside = current, [], True
+            elif inside:
+                sides += current
+                current = before
+                if kind == ">":
+                    current, inside = list(dict.fromkeys(sides)), False
+        elif opener := _OPENER.fullmatch(line):
+            current = [_key(opener[1])]
+            if inside:
+                found[-1][1].extend(current)
+        elif _CLOSER.fullmatch(line):
+            current = []
+        elif heading := _SECTION.fullmatch(line):
+            section = heading[1]
+    return [(number, tuple(dict.fromkeys(keys)) or (where,)) for number, keys, where in found]
+
+
+def _key(quoted: str) -> str:
+    try:
+        key = json.loads(quoted)
+    except ValueError:
+        return quoted
+    return key if isinstance(key, str) else quoted
+
+
+def is_newer(raw: bytes) -> bool:
+    """True when `raw` is a lock from a newer pipeline: not broken, only unreadable by this one."""
+    try:
+        return _peek_version(raw) > LOCK_VERSION
+    except (ValueError, RecursionError):
+        return False
 
 
 def _peek_version(raw: bytes) -> int:
@@ -151,18 +240,63 @@ def render_lock(lock: Lockfile) -> bytes:
     The same bytes as `json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)` of the
     whole document, built from one cached block per entry.
     """
+    return _render(lock, {}, MARKER_SIZE)
+
+
+def render_conflicted(
+    lock: Lockfile,
+    conflicts: Mapping[str, tuple[LockEntry, LockEntry]],
+    *,
+    marker_size: int = MARKER_SIZE,
+) -> bytes:
+    """The lock with each conflicted item's two blocks (ours, theirs) between git's markers.
+
+    Each side is rendered as render_lock renders a block, with the comma that follows it in the
+    document, so deleting one side and the three marker lines leaves the exact bytes render_lock
+    writes for the lock with that side's entry.
+    """
+    return _render(lock, conflicts, marker_size)
+
+
+def render_block(key: str, entry: LockEntry) -> str:
+    """One item's block as it stands in the lock, indented, without the comma that may follow."""
+    text = _dumps(_entry_json(entry)).replace("\n", "\n    ")
+    return f"    {_dumps(key)}: {text}"
+
+
+def _render(
+    lock: Lockfile, conflicts: Mapping[str, tuple[LockEntry, LockEntry]], marker_size: int
+) -> bytes:
+    keys = sorted(lock.items.keys() | conflicts.keys()) if conflicts else sorted(lock.items)
     blocks = []
+    entries, previous = lock.items, lock._blocks
     cache: dict[str, tuple[LockEntry, str]] = {}
-    for key in sorted(lock.items):
-        entry = lock.items[key]
-        cached = lock._blocks.get(key)
+    for key in keys:
+        if key in conflicts:
+            blocks.append("")  # rendered below
+            continue
+        entry = entries[key]
+        cached = previous.get(key)
         if cached is None or cached[0] is not entry:
-            text = _dumps(_entry_json(entry)).replace("\n", "\n    ")
-            cached = (entry, f"    {_dumps(key)}: {text}")
+            cached = (entry, render_block(key, entry))
         cache[key] = cached
         blocks.append(cached[1])
     lock._blocks = cache
-    items = "{\n" + ",\n".join(blocks) + "\n  }" if blocks else "{}"
+    if conflicts:
+        for n, key in enumerate(keys):
+            comma = "," if n < len(keys) - 1 else ""
+            if key in conflicts:
+                ours, theirs = (render_block(key, side) + comma for side in conflicts[key])
+                blocks[n] = (
+                    f"{'<' * marker_size} ours\n{ours}\n{'=' * marker_size}\n{theirs}\n"
+                    f"{'>' * marker_size} theirs"
+                )
+            elif comma:
+                blocks[n] += comma
+        body = "\n".join(blocks)
+    else:
+        body = ",\n".join(blocks)
+    items = "{\n" + body + "\n  }" if blocks else "{}"
     uploads = _dumps(lock.uploads).replace("\n", "\n  ")
     trainings = _dumps(lock.trainings).replace("\n", "\n  ")
     text = (

@@ -187,7 +187,7 @@ def _classify(
     request = request_of(item, backend)
     fingerprint = fingerprint_of(request)
     if fingerprint != locked.fingerprint:
-        reasons = _differences(locked.request, request) or ("recipe",)
+        reasons = differences(locked.request, request) or ("recipe",)
         return PlanEntry(item.key, State.CHANGED, reasons, item, request, fingerprint, locked)
     problems = files.check(locked)
     state = State.MISSING if problems else State.UNCHANGED
@@ -255,7 +255,7 @@ def _check_file_names(items: Sequence[Item]) -> None:
         raise InvalidInput(problems)
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
     """Names of the inputs that differ; params are named one by one (`params.guidance`)."""
     reasons: list[str] = []
     for name in sorted(set(old) | set(new)):
