@@ -127,7 +127,8 @@ def plan(
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         lines = views.plan_lines(result, settings.output)
-        lines += views.cost_lines(costs) if costs is not None else []
+        if costs is not None:
+            lines += views.cost_lines(costs, charged=choice.kind != "local")
         for line in lines:
             say(line)
     _step_summary(lambda summary: summary.plan_markdown(result, costs))
@@ -209,7 +210,7 @@ def _within_budget(
     from pipeline.errors import OverBudget
 
     costs = _estimate(root, choice, settings, result, force=force)
-    for line in views.cost_lines(costs, budget=settings.budget):
+    for line in views.cost_lines(costs, charged=choice.kind != "local", budget=settings.budget):
         say(line)
     if costs.total > settings.budget:
         raise OverBudget(costs.total, settings.budget, len(costs.items) - len(costs.in_flight))

@@ -102,8 +102,9 @@ def plan_lines(result: Plan, output: str) -> list[str]:
     return lines
 
 
-def cost_lines(costs: CostReport, *, budget: float | None = None) -> list[str]:
-    """Items that could not be priced, then the total and what it leaves out."""
+def cost_lines(costs: CostReport, *, charged: bool, budget: float | None = None) -> list[str]:
+    """Items that could not be priced, then the total and what it leaves out. `charged`: a real
+    account's prices (else the local emulator's, which charges nothing)."""
     lines = [
         click.style(f"  cannot price {item.key}: {item.error}", fg="red")
         for item in costs.items
@@ -120,6 +121,8 @@ def cost_lines(costs: CostReport, *, budget: float | None = None) -> list[str]:
         )
     if budget is not None:
         notes.append(f"budget {budget:g}")
+    if not charged:
+        notes.append("the local emulator's prices: nothing is charged")
     count = len(costs.items)
     tail = f" ({'; '.join(notes)})" if notes else ""
     lines.append(

@@ -40,7 +40,10 @@ def test_plan_cost_prices_every_pending_item_with_dry_runs_and_pays_nothing(
     assert emu.stats.requests[GENERATE] == 21  # every one a dry run
     assert not (game / "assets.lock").exists()
     human = invoke(game, "plan", "--cost")
-    assert "estimated cost: 220 creative units for 21 items" in human.stderr
+    assert (
+        "estimated cost: 220 creative units for 21 items (the local emulator's prices: nothing "
+        "is charged)" in human.stderr
+    )
 
 
 def test_plan_cost_prices_only_what_run_would_pay_for(game: Path, make_local: MakeLocal) -> None:
@@ -119,7 +122,7 @@ def test_a_run_within_budget_completes_and_reports_what_it_spent(
     result = invoke(game, "run", "--json")
     assert result.exit_code == 0, result.stderr
     assert summary(result)["spent"] == TOTAL == emu.stats.billed
-    assert "estimated cost: 220 creative units for 21 items (budget 220)" in result.stderr
+    assert "estimated cost: 220 creative units for 21 items (budget 220; the local" in result.stderr
     assert "220 creative units as priced by the local emulator; nothing charged" in result.stderr
     assert emu.stats.requests[GENERATE] == 21 + 21  # dry runs, then the paid ones
     emu.stats.reset()
