@@ -12,7 +12,7 @@ from pipeline.client import ApiClient, DryRun
 from pipeline.credentials import Credentials
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import ApiUnreachable, BudgetReached
-from pipeline.report import Outcome
+from pipeline.report import Outcome, RunReport
 from pipeline.wire import GenerateResult
 from tests.conftest import WriteFile
 from tests.e2e import FAST, generates
@@ -48,19 +48,24 @@ class LosesAnswers(ApiClient):
         raise ApiUnreachable("the connection dropped", method="POST", maybe_sent=True)
 
 
-def fingerprints(runner: Any, units: float) -> dict[str, float]:
-    return {entry.fingerprint: units for entry in runner.plan.pending}
+async def run_priced(
+    repo: Path, *, sent: bool, budget: float, priced: int = 2, **options: Any
+) -> tuple[RunReport, Emulator]:
+    """Run the two items through LosesAnswers under `budget`, the first `priced` of them
+    estimated at 10 units each (the others could not be priced)."""
+    emu = Emulator(EmulatorConfig(**FAST))
+    async with LosesAnswers(emu, sent=sent) as client:
+        runner = runner_for(repo, client, budget=budget, **options)
+        estimates = {entry.fingerprint: 10.0 for entry in runner.plan.pending[:priced]}
+        runner.options = replace(runner.options, estimates=estimates)
+        return await runner.run(), emu
 
 
 async def test_a_job_whose_answer_was_lost_is_charged_once_when_found_again(
     repo: Path, write: WriteFile
 ) -> None:
     write("manifests/icons.yaml", TWO)
-    emu = Emulator(EmulatorConfig(**FAST))
-    async with LosesAnswers(emu, sent=True) as client:
-        runner = runner_for(repo, client, budget=20.0)
-        runner.options = replace(runner.options, estimates=fingerprints(runner, 10.0))
-        report = await runner.run()
+    report, emu = await run_priced(repo, sent=True, budget=20.0)
     assert report.count(Outcome.GENERATED) == 2
     assert generates(emu) == 2 and emu.stats.duplicate_generates == 0
     assert report.spent == emu.stats.billed == 20.0
@@ -72,11 +77,7 @@ async def test_a_request_that_never_arrived_is_charged_once_when_sent_again(
     """The lost request counts as maybe paid until the job list shows it was not; the resend
     replaces that charge instead of adding to it, so a budget that fits exactly still fits."""
     write("manifests/icons.yaml", TWO)
-    emu = Emulator(EmulatorConfig(**FAST))
-    async with LosesAnswers(emu, sent=False) as client:
-        runner = runner_for(repo, client, budget=20.0, ceiling=1)
-        runner.options = replace(runner.options, estimates=fingerprints(runner, 10.0))
-        report = await runner.run()
+    report, emu = await run_priced(repo, sent=False, budget=20.0, ceiling=1)
     assert report.count(Outcome.GENERATED) == 2, [r.error for r in report.results]
     assert report.spent == emu.stats.billed == 20.0
 
@@ -85,15 +86,9 @@ async def test_under_a_budget_an_item_that_could_not_be_priced_is_not_sent(
     repo: Path, write: WriteFile
 ) -> None:
     write("manifests/icons.yaml", TWO)
-    emu = Emulator(EmulatorConfig(**FAST))
-    async with LosesAnswers(emu, sent=True) as client:
-        runner = runner_for(repo, client, budget=100.0)
-        first = runner.plan.pending[0]
-        assert first.fingerprint is not None
-        runner.options = replace(runner.options, estimates={first.fingerprint: 10.0})
-        report = await runner.run()
+    report, emu = await run_priced(repo, sent=True, budget=100.0, priced=1)
     outcomes = {r.key: (r.outcome, r.error) for r in report.results}
-    assert outcomes[first.key] == (Outcome.GENERATED, None)
+    assert outcomes["icons/a"] == (Outcome.GENERATED, None)
     skipped, error = outcomes["icons/b"]
     assert skipped is Outcome.SKIPPED and isinstance(error, BudgetReached)
     assert "could not be priced" in str(error)
