@@ -22,7 +22,7 @@ from pipeline import __version__, views
 from pipeline.backend import BackendChoice, resolve_backend
 from pipeline.console import plural, say
 from pipeline.emulatorcmd import emulator
-from pipeline.errors import InvalidInput, PipelineError, RunFailed, WriteError
+from pipeline.errors import InvalidInput, OverBudget, PipelineError, RunFailed, WriteError
 from pipeline.lockcmd import lock
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
@@ -51,7 +51,8 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except PipelineError as exc:
             say(f"error: {exc}", fg="red")
-            _summarise_error(ctx, exc)
+            if not isinstance(exc, RunFailed):  # the run's own summary has listed them
+                _summarise_error(ctx, exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             say("interrupted")
@@ -207,8 +208,6 @@ def _within_budget(
     it. Without one: nothing to price."""
     if settings.budget is None:
         return {}
-    from pipeline.errors import OverBudget
-
     costs = _estimate(root, choice, settings, result, force=force)
     for line in views.cost_lines(costs, charged=choice.kind != "local", budget=settings.budget):
         say(line)

@@ -110,7 +110,9 @@ async def estimate(
             reply = await call(lambda: client.generate(item.model, body, dry_run=True))
         except PipelineError as exc:
             return ItemCost(entry.key, fingerprint, None, str(exc))
-        units = reply.cost.creative_units_cost or 0.0
+        units = reply.cost.creative_units_cost
+        if units is None:  # free is a price; no price is not: under a budget it is not sent
+            return ItemCost(entry.key, fingerprint, None, "the dry run gave no price")
         return ItemCost(entry.key, fingerprint, units, in_flight=fingerprint in in_flight)
 
     keyed = [(entry, entry.fingerprint) for entry in entries if entry.fingerprint is not None]

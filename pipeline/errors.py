@@ -249,7 +249,9 @@ class OverBudget(PipelineError):
 class BudgetReached(PipelineError):
     """An item was not started: paying for it could have passed the run's budget."""
 
-    def __init__(self, spent: float, budget: float, *, priced: float | None) -> None:
+    def __init__(
+        self, spent: float, budget: float, *, priced: float | None, maybe_paid: bool = False
+    ) -> None:
         self.spent, self.budget, self.priced = spent, budget, priced
         if priced is None:
             why = "it could not be priced, and a run under a budget pays only for priced items"
@@ -258,7 +260,15 @@ class BudgetReached(PipelineError):
                 f"{spent:g} of the budget of {budget:g} creative units are spent or committed, "
                 f"and its {priced:g} would pass it"
             )
-        super().__init__(f"not started: {why}; rerun (with a larger budget) to finish")
+        if maybe_paid:
+            head = "not sent again"
+            why += (
+                "; an earlier attempt may have been paid: its intent is kept, and the next run "
+                "looks for its job before sending anything"
+            )
+        else:
+            head = "not started"
+        super().__init__(f"{head}: {why}; rerun (with a larger budget) to finish")
 
 
 class RunFailed(PipelineError):

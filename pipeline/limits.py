@@ -1,4 +1,5 @@
-"""How hard and how often to ask: the one retry policy, the adaptive jobs-in-flight limit, polling.
+"""How hard, how often and how much: the one retry policy, the adaptive jobs-in-flight limit,
+polling, and the spending limit of a run under a budget.
 
 Retry (tenacity, configured here once): transient errors only (`ApiError.transient`), exponential
 backoff with full jitter from `base` to `cap`, or the server's Retry-After when it gives one (capped
@@ -12,6 +13,11 @@ needed before the next, so a hidden cap costs a handful of 429s, not a storm.
 
 Polling: a job is first asked about when jobs like it have usually finished (the median of the
 durations seen so far), then at intervals that grow with the job's age.
+
+Spending: a paid request reserves its dry-run estimate in the same step as the check against the
+budget (no await in between, so parallel submissions cannot all pass one check), and holds it
+until its answer; the job is then charged what the API bills, or the estimate while the outcome
+is unknown. Charges are kept by fingerprint, so a resend replaces its own earlier charge.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from pipeline.errors import ApiError
+from pipeline.errors import ApiError, BudgetReached
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -191,3 +197,55 @@ class PollClock:
         spread = sum((p - mean_p) ** 2 for p, _ in points)
         slope = sum((p - mean_p) * (s - mean_s) for p, s in points) / spread
         return min(1.0, mean_s + slope * (progress - mean_p))
+
+
+class Spending:
+    """What one run has paid, may have paid, and is about to pay, against its budget.
+
+    `estimates` are the dry-run prices by fingerprint; `budget` None means no limit (then
+    nothing is refused, and the charges only feed the summary).
+    """
+
+    def __init__(self, budget: float | None, estimates: Mapping[str, float]) -> None:
+        self.budget = budget
+        self.estimates = estimates
+        self._charged: dict[str, float] = {}  # by fingerprint: billed, or estimated if unknown
+        self._reserved = 0.0  # estimates of paid requests on their way
+
+    @property
+    def spent(self) -> float:
+        """Creative units this run has paid (or may have paid) so far."""
+        return sum(self._charged.values())
+
+    def reserve(self, fingerprint: str, *, maybe_paid: bool = False) -> float:
+        """Take the request's estimate out of the budget until `release`; BudgetReached when
+        it would pass the budget, or when it has no estimate under a budget."""
+        priced = self.estimates.get(fingerprint)
+        if self.budget is None:
+            units = priced or 0.0
+        elif priced is None:
+            raise BudgetReached(self.spent, self.budget, priced=None, maybe_paid=maybe_paid)
+        else:
+            others = self.spent - self._charged.get(fingerprint, 0.0) + self._reserved
+            if others + priced > self.budget:
+                raise BudgetReached(others, self.budget, priced=priced, maybe_paid=maybe_paid)
+            units = priced
+        self._reserved += units
+        return units
+
+    def release(self, units: float) -> None:
+        """The request `reserve` was for has its answer (or was never sent)."""
+        self._reserved -= units
+
+    def charge(self, fingerprint: str, units: float) -> None:
+        """What the API billed for this fingerprint's job (replacing any earlier charge)."""
+        self._charged[fingerprint] = units
+
+    def maybe_charged(self, fingerprint: str, units: float) -> None:
+        """The request's outcome is unknown: count its estimate unless already charged."""
+        self._charged.setdefault(fingerprint, units)
+
+    def billed(self, fingerprint: str, units: float) -> None:
+        """A job's final billing, for a job this run paid for (others are not this run's)."""
+        if fingerprint in self._charged:
+            self._charged[fingerprint] = units

@@ -153,6 +153,8 @@ def _say_rebuild(result: Rebuild, dry_run: bool) -> None:
             "kept (`pipeline run` restores its files)",
             fg="yellow",
         )
+    for shown in result.restorable:
+        say(f"{shown} is gone: rebuilt from index.json; `pipeline run` restores it by asset id")
     rebuilt, kept, lost = len(result.rebuilt), len(result.kept), len(result.unrecoverable)
     say(
         f"rebuilt {rebuilt} item{plural(rebuilt)} from {output}/, kept {kept} from the old "

@@ -1,8 +1,10 @@
 """`pipeline lock rebuild`: remake a lost or broken assets.lock from output/. No API call.
 
 Each collection's index.json carries, per item, all of its lock entry (index.py). An item is
-rebuilt only when every file it lists is on disk with the recorded size and sha256, so what is
-rebuilt is exactly what the lock had; what the files cannot vouch for is reported, never guessed.
+rebuilt only when every file it lists is on disk with the recorded size and sha256, or is gone but
+has an asset id (then `run` restores it for free: leaving it out would make the item `new`, paid
+again), so what is rebuilt is exactly what the lock had; an altered file is reported, never
+guessed at.
 A readable old lock stays the authority: rebuilding only adds the items it lacks. Its entries the
 rebuild could not recover are kept (their files may still be restored by asset id: a record of a
 paid result is never dropped), and so are entries output/ contradicts (after a `git pull` the lock
@@ -60,6 +62,7 @@ class Rebuild:
     added: list[str] = field(default_factory=list)  # of those, not in the old lock
     differs: list[str] = field(default_factory=list)  # of those, other in the old lock: kept
     kept: list[str] = field(default_factory=list)  # old entries not recovered, kept
+    restorable: list[str] = field(default_factory=list)  # files gone, to restore by asset id
     unrecoverable: list[Unrecoverable] = field(default_factory=list)
     broken: str = ""  # why the old lock was unreadable
     backup: str = ""  # where it was copied (relative to the root)
@@ -74,7 +77,7 @@ def rebuild_lock(root: Path, *, dry_run: bool = False) -> Rebuild:
     result = Rebuild(settings.lockfile, settings.output)
     with RepoLock(state):
         raw, old = _read_old(lock_path, result)
-        found, seen = _scan(root / settings.output, settings.output, result.unrecoverable)
+        found, seen = _scan(root / settings.output, settings.output, result)
         lock = Lockfile(items=dict(old.items), uploads=old.uploads, trainings=old.trainings)
         for key, entry in found.items():
             previous = old.items.get(key)
@@ -135,13 +138,12 @@ def _back_up(raw: bytes, state: Path, name: str) -> str:
 _Seen = dict[str, tuple[os.stat_result, str]]
 
 
-def _scan(
-    output: Path, label: str, problems: list[Unrecoverable]
-) -> tuple[dict[str, LockEntry], _Seen]:
+def _scan(output: Path, label: str, result: Rebuild) -> tuple[dict[str, LockEntry], _Seen]:
     """Every item of every `<collection>/index.json` whose files vouch for it, by key; and the
     stat and sha256 of each file hashed, for the stat cache."""
     found: dict[str, LockEntry] = {}
     seen: _Seen = {}
+    problems = result.unrecoverable
     for index in sorted(output.glob("*/index.json")):
         shown = f"{label}/{index.parent.name}/index.json"
         try:
@@ -157,7 +159,7 @@ def _scan(
                 if key in found:
                     raise ValueError(f"{key} is listed twice")
                 entry = _entry(collection, item)
-                _check_files(output, label, entry, seen)
+                result.restorable += _check_files(output, label, entry, seen)
             except ValueError as exc:
                 problems.append(Unrecoverable(where, key, str(exc)))
                 continue
@@ -221,8 +223,10 @@ def _entry(collection: str, item: Any) -> LockEntry:
         raise ValueError(re.sub(r"^outputs\.(\d+)", r"files[\1]", str(exc))) from None
 
 
-def _check_files(output: Path, label: str, entry: LockEntry, seen: _Seen) -> None:
-    """ValueError unless every file of the entry is on disk with its recorded size and sha256."""
+def _check_files(output: Path, label: str, entry: LockEntry, seen: _Seen) -> list[str]:
+    """The entry's files that are gone but restorable by asset id; ValueError unless every other
+    file is on disk with its recorded size and sha256."""
+    gone = []
     for record in entry.outputs:
         path = output / record.file
         shown = f"{label}/{record.file}"
@@ -234,9 +238,13 @@ def _check_files(output: Path, label: str, entry: LockEntry, seen: _Seen) -> Non
                 )
             digest = hash_file(path)
         except FileNotFoundError:
-            raise ValueError(f"{shown} is gone") from None
+            if not record.asset_id:
+                raise ValueError(f"{shown} is gone, and has no asset id to restore it") from None
+            gone.append(shown)
+            continue
         except OSError as exc:
             raise ValueError(f"{shown} cannot be read ({exc.strerror})") from None
         if digest != record.sha256:
             raise ValueError(f"{shown} was altered (content differs from index.json)")
         seen[record.file] = (stat, digest)
+    return gone

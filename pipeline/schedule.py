@@ -53,7 +53,7 @@ from pipeline.errors import (
 )
 from pipeline.files import sweep_temp_files
 from pipeline.journal import Intent, Journal
-from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
+from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
 from pipeline.manifest import Item
 from pipeline.plan import Plan, PlanEntry, State, hash_file
@@ -134,10 +134,7 @@ class Runner:
         self._stopping = False
         self._dirty = False
         self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
-        # Creative units by fingerprint, for the jobs this run paid for: as the API billed them,
-        # or the estimate while a request's outcome is unknown (it may have been paid).
-        self._charged: dict[str, float] = {}
-        self._committed = 0.0  # estimates of paid requests on their way
+        self.spending = Spending(self.options.budget, self.options.estimates)
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -170,13 +167,8 @@ class Runner:
             orphaned=self.plan.count(State.ORPHANED),
             seconds=self.clock() - started,
             interrupted=self._stopping,
-            spent=self.spent,
+            spent=self.spending.spent,
         )
-
-    @property
-    def spent(self) -> float:
-        """Creative units this run has paid (or may have paid) so far."""
-        return sum(self._charged.values())
 
     @property
     def stopping(self) -> bool:
@@ -328,20 +320,16 @@ class Runner:
             if self._stopping:
                 await self.limit.release(completed=False)
                 raise _Interrupted
-            priced = self.options.estimates.get(fingerprint)
-            if not self._affordable(fingerprint, priced):
-                await self.limit.release(completed=False)
-                budget = self.options.budget or 0.0
-                raise BudgetReached(self.spent + self._committed, budget, priced=priced)
-            await asyncio.to_thread(self.journal.write, intent)  # its fsync spares the loop
-            if self._stopping:  # stopped while the intent was being written: nothing was sent
-                if not maybe_paid:
-                    self.journal.forget(fingerprint)
-                await self.limit.release(completed=False)
-                raise _Interrupted
-            result.attempts += 1
             try:
-                reply = await self._paid_generate(fingerprint, item.model, body, priced or 0.0)
+                reserved = self.spending.reserve(fingerprint, maybe_paid=maybe_paid)
+            except BudgetReached:
+                await self.limit.release(completed=False)
+                raise
+            try:
+                reply = await self._send(intent, body, reserved, result, maybe_paid=maybe_paid)
+            except _Interrupted:
+                await self.limit.release(completed=False)
+                raise
             except ApiTransient as exc:
                 await self.limit.release(completed=False)
                 if exc.parallel_limit and rejections < _MAX_CAP_REJECTIONS:
@@ -378,33 +366,39 @@ class Runner:
             if found is not None:
                 return await self._attach(entry, intent, found)
 
-    def _affordable(self, fingerprint: str, units: float | None) -> bool:
-        """Whether a request estimated at `units` (None: it could not be priced) may go out
-        without passing the budget. A resend replaces its own earlier, unknown outcome."""
-        budget = self.options.budget
-        if budget is None:
-            return True
-        if units is None:
-            return False
-        others = self.spent - self._charged.get(fingerprint, 0.0)
-        return others + self._committed + units <= budget
-
-    async def _paid_generate(
-        self, fingerprint: str, model: str, body: Mapping[str, Any], priced: float
+    async def _send(
+        self,
+        intent: Intent,
+        body: Mapping[str, Any],
+        reserved: float,
+        result: ItemResult,
+        *,
+        maybe_paid: bool,
     ) -> GenerateResult:
-        """POST the request; what it costs is committed while it is out, then charged (as the
-        API bills it, or the estimate when the answer is lost: it may have been paid)."""
-        self._committed += priced
+        """The intent on disk, then the paid POST, holding `reserved` units of the budget until
+        the answer; the job is charged as the API bills it, or the estimate when the answer is
+        lost (it may have been paid)."""
+        fingerprint = intent.fingerprint
         try:
-            reply = await self.client.generate(model, body)
-        except (ApiTransient, ApiUnreachable) as exc:
-            if exc.maybe_sent:
-                self._charged.setdefault(fingerprint, priced)
-            raise
+            await asyncio.to_thread(self.journal.write, intent)  # its fsync spares the loop
+            if self._stopping:  # stopped while the intent was being written: nothing was sent
+                if not maybe_paid:
+                    self.journal.forget(fingerprint)
+                raise _Interrupted
+            result.attempts += 1
+            try:
+                reply = await self.client.generate(intent.model, body)
+            except (ApiTransient, ApiUnreachable) as exc:
+                if exc.maybe_sent:
+                    self.spending.maybe_charged(fingerprint, reserved)
+                raise
+            except asyncio.CancelledError:  # quit with the request out: it may have been paid
+                self.spending.maybe_charged(fingerprint, reserved)
+                raise
         finally:
-            self._committed -= priced
+            self.spending.release(reserved)
         billed = reply.cost.creative_units_cost
-        self._charged[fingerprint] = priced if billed is None else billed
+        self.spending.charge(fingerprint, reserved if billed is None else billed)
         return reply
 
     async def _attach(self, entry: PlanEntry, intent: Intent, job_id: str) -> str:
@@ -484,8 +478,9 @@ class Runner:
             await self.sleep(min(self.polls.next_delay(age, progress), remaining))
             job = await self._call(lambda: self.client.get_job(job_id))
             status, progress = job.status, job.progress
-            if job.billing is not None and fingerprint in self._charged:
-                self._charged[fingerprint] = job.billing.cu_cost
+            terminal = job.status == "success" or job.status in _TERMINAL_FAILURES
+            if terminal and job.billing is not None:  # only then final: a refund, a surcharge
+                self.spending.billed(fingerprint, job.billing.cu_cost)
             if job.status == "success":
                 elapsed, run = self.clock() - started, job.run_seconds
                 if run is None:

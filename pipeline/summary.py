@@ -8,10 +8,13 @@ whether and where to write it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from pipeline.cost import CostReport
 from pipeline.plan import Plan, State
 from pipeline.report import Outcome, RunReport
+
+if TYPE_CHECKING:
+    from pipeline.cost import CostReport
 
 __all__ = ["error_markdown", "plan_markdown", "run_markdown"]
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.client import ApiClient, DryRun
+from pipeline.cost import estimate
 from pipeline.credentials import Credentials
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import ApiUnreachable, BudgetReached
+from pipeline.limits import Spending
 from pipeline.report import Outcome, RunReport
 from pipeline.wire import GenerateResult
 from tests.conftest import WriteFile
 from tests.e2e import FAST, generates
-from tests.test_schedule import runner_for
+from tests.test_schedule import client_for, runner_for
 
 TWO = """
     defaults: {model: model_bfl-flux-2-dev, width: 256, height: 256}
@@ -57,7 +58,7 @@ async def run_priced(
     async with LosesAnswers(emu, sent=sent) as client:
         runner = runner_for(repo, client, budget=budget, **options)
         estimates = {entry.fingerprint: 10.0 for entry in runner.plan.pending[:priced]}
-        runner.options = replace(runner.options, estimates=estimates)
+        runner.spending = Spending(budget, estimates)
         return await runner.run(), emu
 
 
@@ -93,3 +94,26 @@ async def test_under_a_budget_an_item_that_could_not_be_priced_is_not_sent(
     assert skipped is Outcome.SKIPPED and isinstance(error, BudgetReached)
     assert "could not be priced" in str(error)
     assert generates(emu) == 1 and report.spent == 10.0
+
+
+SIX = """
+    defaults: {model: model_bfl-flux-2-dev, width: 256, height: 256}
+    items:
+""" + "".join(f"      - {{id: i{n}, prompt: thing {n}, seed: {n}}}\n" for n in range(6))
+
+
+async def test_parallel_submissions_cannot_all_pass_one_check_of_the_budget(
+    repo: Path, write: WriteFile
+) -> None:
+    """Eight slots, six items at the exact price of two: the reservation is taken with the
+    check, before the intent is written, so exactly two are paid (a review found three)."""
+    write("manifests/icons.yaml", SIX)
+    emu = Emulator(EmulatorConfig(**FAST))
+    async with client_for(emu) as client:
+        runner = runner_for(repo, client, ceiling=8)
+        priced = (await estimate(client, runner.plan.pending)).by_fingerprint()
+        assert set(priced.values()) == {10.0}
+        runner.spending = Spending(20.0, priced)
+        report = await runner.run()
+    assert report.count(Outcome.GENERATED) == 2 and report.count(Outcome.SKIPPED) == 4
+    assert report.spent == emu.stats.billed == 20.0

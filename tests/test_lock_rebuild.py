@@ -107,6 +107,26 @@ def test_asset_ids_and_derived_seeds_survive_the_rebuild(repo: Path, write: Writ
     assert lock_bytes(repo) == lost
 
 
+def test_a_gone_file_with_an_asset_id_is_rebuilt_for_a_free_restore(
+    repo: Path, write: WriteFile
+) -> None:
+    """Left out, the item would plan as `new` and be paid again; rebuilt, it is `missing`."""
+    write("manifests/icons.yaml", "defaults: {model: m}\nitems:\n  - {id: sword, prompt: s}\n")
+    lock = settle(repo, backend="scenario")
+    write_indexes(repo / "output", load_manifests(repo, load_settings(repo)), lock)
+    lost = lock_bytes(repo)
+    (repo / "assets.lock").unlink()
+    (repo / "output" / "icons" / "sword.png").unlink()
+    result = invoke(repo, "lock", "rebuild")
+    assert (
+        "output/icons/sword.png is gone: rebuilt from index.json; `pipeline run` restores it "
+        "by asset id" in result.stderr
+    )
+    assert lock_bytes(repo) == lost
+    planned = json.loads(invoke(repo, "plan", "--json", "--backend", "scenario").stdout)
+    assert [item["state"] for item in planned["items"]] == ["missing"]
+
+
 def test_a_corrupt_lock_is_backed_up_then_rebuilt(game: Path) -> None:
     sound = lock_bytes(game)
     for number in (1, 2):
@@ -153,7 +173,8 @@ def test_altered_and_missing_outputs_are_reported_and_not_rebuilt(game: Path) ->
     assert result.exit_code == 0
     assert result.stderr.splitlines()[:3] == [
         "output/characters/index.json: items[0] (characters/innkeeper): "
-        "output/characters/innkeeper.png is gone: not rebuilt",
+        "output/characters/innkeeper.png is gone, and has no asset id to restore it: not "
+        "rebuilt",
         "output/tiles/index.json: items[2] (tiles/lava): output/tiles/lava.png was altered "
         "(content differs from index.json): not rebuilt",
         "rebuilt 19 items from output/, kept 0 from the old lock, 2 not recoverable",

@@ -10,6 +10,7 @@ local git remote: nothing touches the network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,8 +25,10 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import cli
+from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, render_lock
 
-WORKFLOW = Path(__file__).parent.parent / ".github" / "workflows" / "assets.yml"
+ROOT = Path(__file__).parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "assets.yml"
 BIN = Path(sys.executable).parent  # the venv's own executables
 STATUS_CHECKS = ("always()", "!cancelled()")
 
@@ -217,7 +220,7 @@ def test_results_are_published_after_a_failed_run_not_after_invalid_manifests(
     for step in (gather, upload):
         assert any(check in step["if"] for check in STATUS_CHECKS), step["if"]
     assert "steps.validate.outcome == 'success'" in gather["if"]
-    assert "steps.run.outputs.status != '2'" in gather["if"]  # 2: nothing started
+    assert "steps.run" not in gather["if"]  # whatever run's exit: 2 can follow paid work
     assert "steps.gather.outputs.found == 'true'" in upload["if"]
     assert upload["uses"].startswith("actions/upload-artifact@")
     commit = workflow["jobs"]["commit"]
@@ -263,11 +266,19 @@ def test_checkouts_keep_no_credentials(workflow: dict[str, Any]) -> None:
         assert step["with"]["persist-credentials"] is False
 
 
+_GROUPS = {"lock"}  # commands whose first word is a subcommand of theirs
+
+
 def _pipeline_calls(script: str) -> Iterator[tuple[str, set[str]]]:
-    """(subcommand, flags) of each `pipeline ...` in a script, with flags added to `args`."""
+    """(subcommand, flags) of each `pipeline ...` in a script, with flags added to `args`;
+    a group's subcommand is named with it (`lock merge`)."""
     extra = " ".join(re.findall(r"args\+=\(([^)]*)\)", script))
-    for match in re.finditer(r"\bpipeline\s+([a-z][a-z-]*)([^\n]*)", script):
-        command, rest = match.groups()
+    for match in re.finditer(r"\bpipeline\s+([a-z][a-z-]*)((?: [a-z][a-z-]*)?)([^\n]*)", script):
+        command, sub, rest = match.groups()
+        if command in _GROUPS:
+            command += sub
+        else:
+            rest = sub + rest
         if '"${args[@]}"' in rest:
             rest += " " + extra
         yield command, set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", rest))
@@ -275,7 +286,7 @@ def _pipeline_calls(script: str) -> Iterator[tuple[str, set[str]]]:
 
 def _options(command: str) -> set[str]:
     """The flags `pipeline COMMAND --help` lists."""
-    result = CliRunner().invoke(cli, [command, "--help"])
+    result = CliRunner().invoke(cli, [*command.split(), "--help"])
     assert result.exit_code == 0, f"`pipeline {command}` does not exist: {result.output}"
     _, _, listing = result.output.partition("Options:")
     flags: set[str] = set()
@@ -294,6 +305,7 @@ def test_the_pipeline_commands_it_calls_exist(workflow: dict[str, Any]) -> None:
     assert calls.keys() >= {"validate", "plan", "run"}
     assert "--cost" in calls["plan"]
     assert "--budget" in calls["run"]
+    assert calls["lock merge"] == {"--marker-size", "--path"}
     for command, flags in calls.items():
         missing = flags - _options(command)
         assert not missing, f"`pipeline {command}` has no {sorted(missing)}"
@@ -448,17 +460,17 @@ def _git(cwd: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def _lock(**fingerprints: str) -> str:
-    """A lockfile shaped like the real one: one multi-line block per item."""
-    items = {
-        key: {
-            "fingerprint": value,
-            "outputs": [{"file": f"{key}.png", "sha256": value * 8, "size": 1, "width": 8}],
-            "request": {"backend": "scenario", "prompt": key, "seed": 1},
-        }
-        for key, value in fingerprints.items()
-    }
-    return json.dumps({"items": items, "version": 1}, indent=2, sort_keys=True) + "\n"
+def _lock(**versions: str) -> str:
+    """A real lockfile: item `icons/<key>` made from inputs named by its version."""
+    lock = Lockfile()
+    for key, version in versions.items():
+        digest = hashlib.sha256(version.encode()).hexdigest()
+        lock.items[f"icons/{key}"] = LockEntry(
+            fingerprint=digest,
+            request={"backend": "scenario", "prompt": version, "seed": 1},
+            outputs=(OutputRecord(f"icons/{key}.png", digest, 1, 8, 8),),
+        )
+    return render_lock(lock).decode()
 
 
 class Remote:
@@ -471,7 +483,14 @@ class Remote:
         _git(self.bare, "init", "--quiet", "--bare", "--initial-branch=main")
         self.dev = root / "dev"
         _git(root, "clone", "--quiet", str(self.bare), str(self.dev))
-        self.push({"assets.lock": _lock(a="a1", m="m1", z="z1"), "manifests/x.yaml": "x\n"})
+        attributes = (ROOT / ".gitattributes").read_text()  # as the game repo commits it
+        self.push(
+            {
+                "assets.lock": _lock(a="a1", m="m1", z="z1"),
+                "manifests/x.yaml": "x\n",
+                ".gitattributes": attributes,
+            }
+        )
         self.base = self.tip()
 
     def push(self, files: dict[str, str]) -> None:
@@ -497,8 +516,13 @@ class Remote:
         (results / "assets.lock").write_text(lock)
         (self.root / "summary.md").touch()
         step = _step(workflow, "commit", "Commit and push")
+        shims = self.root / "bin"  # the job's installed `pipeline`, for the merge driver
+        shims.mkdir()
+        (shims / "pipeline").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pipeline "$@"\n')
+        (shims / "pipeline").chmod(0o755)
         env = {
             **_git_env(self.root),
+            "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
             **{name: value for name, value in step["env"].items() if name.startswith("GIT_")},
             "GITHUB_TOKEN": TOKEN,
             "BRANCH": "main",
@@ -532,6 +556,19 @@ def test_the_lockfile_is_committed_onto_a_branch_that_moved(
     assert _git(remote.bare, "show", "main:assets.lock") + "\n" == _lock(a="a2", m="m1", z="z2")
     assert _git(remote.bare, "show", "main:manifests/x.yaml") == "y"
     assert "Committed" in remote.summary()
+
+
+def test_items_added_on_main_and_by_the_run_side_by_side_merge_with_the_driver(
+    workflow: dict[str, Any], tmp_path: Path
+) -> None:
+    """Plain git conflicts on two items added between the same neighbours; the commit job's
+    rebase goes through `pipeline lock merge` and keeps both."""
+    remote = Remote(tmp_path)
+    remote.push({"assets.lock": _lock(a="a1", b="b1", m="m1", z="z1")})
+    result = remote.commit_job(workflow, _lock(a="a1", c="c1", m="m1", z="z1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    merged = _git(remote.bare, "show", "main:assets.lock") + "\n"
+    assert merged == _lock(a="a1", b="b1", c="c1", m="m1", z="z1")
 
 
 def test_nothing_is_committed_when_the_lockfile_did_not_change(
