@@ -5,6 +5,10 @@ stops a server that never ends), then imagecheck.py checks, in constant memory, 
 image of the announced format and size; only then is it fsync'd and renamed over the target. A
 reader or a crash sees the old file or the new one, whole: a good file is never replaced by a bad
 one. The lock is not written here (the scheduler does that once every output of an item is placed).
+
+`Collector` is the stage the scheduler calls: a finished job's outputs, fetched together (one
+failure cancels its siblings), each resolved again from its asset id when a URL fails, all within
+the job deadline; and a missing item's files put back without a new generation.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.client import ApiClient
-from pipeline.errors import DownloadError
+from pipeline.errors import ApiError, DownloadError
 from pipeline.files import place, write_atomic
 from pipeline.imagecheck import ImageCheckError, check_image
+from pipeline.limits import RetryPolicy, Sleep
 from pipeline.lockfile import OutputRecord
 from pipeline.manifest import Item
-from pipeline.wire import Asset
+from pipeline.plan import hash_file
+from pipeline.wire import Asset, Job
 
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 _CHUNK = 1 << 16
@@ -120,3 +128,92 @@ def copy_output(source: Path, target: Target, record: OutputRecord) -> OutputRec
         raise DownloadError(record.asset_id or "?", f"{source} no longer matches the lock")
     write_atomic(target.path, data)
     return replace(record, file=target.rel)
+
+
+@dataclass
+class Collector:
+    """Puts outputs in place under `output`: a job's, or a missing item's from its lock records."""
+
+    client: ApiClient
+    output: Path
+    retry: RetryPolicy
+    deadline: float  # seconds one download may take, every attempt included
+    max_bytes: int
+    sleep: Sleep
+    rng: random.Random
+
+    async def collect(self, item: Item, job: Job) -> list[OutputRecord]:
+        """Every output of a successful job, verified and in place."""
+        ids = job.metadata.asset_ids
+        if len(ids) != item.outputs:
+            raise DownloadError(
+                job.job_id, f"the job made {len(ids)} asset(s); {item.outputs} were asked for"
+            )
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing download cancels its siblings
+                tasks = [
+                    group.create_task(self._download(item, index, asset_id))
+                    for index, asset_id in enumerate(ids)
+                ]
+        except ExceptionGroup as failed:  # the item fails with the first reason, not a group
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    async def restore(
+        self, item: Item, records: Sequence[OutputRecord], *, moved: bool
+    ) -> list[OutputRecord]:
+        """Put a missing item's files back without a new generation: a moved item's from its
+        old files, the rest by asset id (files still intact are kept as they are)."""
+        restored = []
+        for index, record in enumerate(records):
+            target = self.target(item, index, record.file)
+            if moved:
+                old = self.output / record.file
+                if old.is_file() and hash_file(old) == record.sha256:
+                    restored.append(copy_output(old, target, record))
+                    continue
+            elif self._intact(record):
+                restored.append(record)
+                continue
+            if not record.asset_id:
+                raise DownloadError("?", f"{record.file} has no asset id to restore it from")
+            restored.append(await self._download(item, index, record.asset_id))
+        return restored
+
+    def target(self, item: Item, index: int, name: str) -> Target:
+        """Where output `index` of `item` goes, keeping the extension of `name`."""
+        suffix = Path(name).suffix or ".png"
+        rel = output_name(item, index, "")
+        rel = rel[: -len(Path(rel).suffix)] + suffix
+        return Target(rel, self.output / rel)
+
+    async def _download(self, item: Item, index: int, asset_id: str) -> OutputRecord:
+        """Fetch one asset into place, within the deadline (a server that trickles bytes
+        forever stays under every read timeout); a failed download resolves the URL again."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await self._download_attempts(item, index, asset_id)
+        except TimeoutError:
+            raise DownloadError(asset_id, f"not downloaded within {self.deadline:g} s") from None
+
+    async def _download_attempts(self, item: Item, index: int, asset_id: str) -> OutputRecord:
+        attempt = 0
+        while True:
+            attempt += 1
+            asset = await self.retry.call(
+                lambda: self.client.get_asset(asset_id), sleep=self.sleep, rng=self.rng
+            )
+            target = self.target(item, index, output_name(item, index, asset.mime_type))
+            try:
+                return await fetch(self.client, asset, target, max_bytes=self.max_bytes)
+            except (ApiError, DownloadError) as exc:
+                if attempt >= self.retry.attempts:
+                    raise
+                await self.sleep(self.retry.delay(attempt, exc, self.rng))
+
+    def _intact(self, record: OutputRecord) -> bool:
+        path = self.output / record.file
+        try:
+            return path.stat().st_size == record.size and hash_file(path) == record.sha256
+        except OSError:
+            return False

@@ -8,6 +8,7 @@ One task per item; a failed item never stops the others. For an item to generate
   follow       polls at the PollClock's pace until success, failure or the deadline; the slot on
                the adaptive jobs-in-flight limit is held from submission to a terminal status
   collect      GET /assets/{id}, verified download into place; a failed URL is resolved again
+               (collect.py's Collector, which also restores missing items)
   commit       the item's lock entry joins the lockfile at the next flush (every few hundred ms and
                at the end); only then is its intent forgotten, so a crash in between costs a
                re-download, never a new generation
@@ -29,20 +30,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.client import ApiClient
-from pipeline.collect import (
-    MAX_DOWNLOAD_BYTES,
-    Target,
-    copy_output,
-    fetch,
-    output_name,
-)
+from pipeline.collect import MAX_DOWNLOAD_BYTES, Collector, copy_output
 from pipeline.errors import (
     ApiError,
     ApiRejected,
     ApiTransient,
     ApiUnreachable,
     BudgetReached,
-    DownloadError,
     InvalidInput,
     JobFailed,
     JobTimedOut,
@@ -56,7 +50,7 @@ from pipeline.journal import Intent, Journal
 from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
 from pipeline.manifest import Item
-from pipeline.plan import Plan, PlanEntry, State, hash_file
+from pipeline.plan import Plan, PlanEntry, State
 from pipeline.report import Event, ItemResult, Outcome, RunReport
 from pipeline.request import build_body
 from pipeline.state import StatCache
@@ -135,6 +129,15 @@ class Runner:
         self._dirty = False
         self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
         self.spending = Spending(self.options.budget, self.options.estimates)
+        self.collector = Collector(
+            client,
+            paths.output,
+            retry=self.options.retry,
+            deadline=self.options.job_deadline,
+            max_bytes=self.options.max_bytes,
+            sleep=self.sleep,
+            rng=self.rng,
+        )
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -201,7 +204,11 @@ class Runner:
         job_id: str | None = None
         try:
             if entry.state is State.MISSING and not self.options.restore_by_regenerating:
-                records = await self._restore(entry, result)
+                assert entry.item is not None and entry.locked is not None
+                result.attempts += len(entry.locked.outputs)
+                records = await self.collector.restore(
+                    entry.item, entry.locked.outputs, moved=entry.moved_from is not None
+                )
                 outcome = Outcome.RESTORED
             else:
                 job_id, records = await self._generate_once(entry, result)
@@ -253,7 +260,7 @@ class Runner:
         return None, [
             copy_output(
                 self.paths.output / record.file,
-                self._target(entry.item, index, record.file),
+                self.collector.target(entry.item, index, record.file),
                 record,
             )
             for index, record in enumerate(source)
@@ -277,7 +284,7 @@ class Runner:
             raise
         finally:
             await self.limit.release(completed=finished)
-        return job_id, await self._collect(item, job)
+        return job_id, await self.collector.collect(item, job)
 
     async def _model(self, item: Item) -> Model:
         """The model's schema, fetched once per run."""
@@ -493,80 +500,6 @@ class Runner:
                 raise JobFailed(
                     job_id, job.status, job.metadata.error or "", job.metadata.hint or ""
                 )
-
-    # --- collecting and restoring ------------------------------------------------------------
-
-    async def _collect(self, item: Item, job: Job) -> list[OutputRecord]:
-        ids = job.metadata.asset_ids
-        if len(ids) != item.outputs:
-            raise DownloadError(
-                job.job_id, f"the job made {len(ids)} asset(s); {item.outputs} were asked for"
-            )
-        try:
-            async with asyncio.TaskGroup() as group:  # one failing download cancels its siblings
-                tasks = [
-                    group.create_task(self._download(item, index, asset_id))
-                    for index, asset_id in enumerate(ids)
-                ]
-        except ExceptionGroup as failed:  # the item fails with the first reason, not a group
-            raise failed.exceptions[0] from None
-        return [task.result() for task in tasks]
-
-    async def _download(self, item: Item, index: int, asset_id: str) -> OutputRecord:
-        """Fetch one asset into place, within the job deadline (a server that trickles bytes
-        forever stays under every read timeout); a failed download resolves the URL again."""
-        deadline = self.options.job_deadline
-        try:
-            async with asyncio.timeout(deadline):
-                return await self._download_attempts(item, index, asset_id)
-        except TimeoutError:
-            raise DownloadError(asset_id, f"not downloaded within {deadline:g} s") from None
-
-    async def _download_attempts(self, item: Item, index: int, asset_id: str) -> OutputRecord:
-        attempt = 0
-        while True:
-            attempt += 1
-            asset = await self._call(lambda: self.client.get_asset(asset_id))
-            target = self._target(item, index, output_name(item, index, asset.mime_type))
-            try:
-                return await fetch(self.client, asset, target, max_bytes=self.options.max_bytes)
-            except (ApiError, DownloadError) as exc:
-                if attempt >= self.options.retry.attempts:
-                    raise
-                await self.sleep(self.options.retry.delay(attempt, exc, self.rng))
-
-    async def _restore(self, entry: PlanEntry, result: ItemResult) -> list[OutputRecord]:
-        """Put a missing item's files back without a new generation."""
-        assert entry.item is not None and entry.locked is not None
-        records = []
-        for index, record in enumerate(entry.locked.outputs):
-            result.attempts += 1
-            target = self._target(entry.item, index, record.file)
-            if entry.moved_from:
-                old = self.paths.output / record.file
-                if old.is_file() and hash_file(old) == record.sha256:
-                    records.append(copy_output(old, target, record))
-                    continue
-            elif self._intact(record):
-                records.append(record)
-                continue
-            if not record.asset_id:
-                raise DownloadError("?", f"{record.file} has no asset id to restore it from")
-            records.append(await self._download(entry.item, index, record.asset_id))
-        return records
-
-    def _intact(self, record: OutputRecord) -> bool:
-        path = self.paths.output / record.file
-        try:
-            return path.stat().st_size == record.size and hash_file(path) == record.sha256
-        except OSError:
-            return False
-
-    def _target(self, item: Item, index: int, name: str) -> Target:
-        suffix = Path(name).suffix or ".png"
-        rel = output_name(item, index, "")
-        rel = rel[: -len(Path(rel).suffix)] + suffix
-        return Target(rel, self.paths.output / rel)
 
     def _commit(
         self, entry: PlanEntry, records: Sequence[OutputRecord], job_id: str | None

@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.limits import PollClock
 from pipeline.schedule import Runner
 from tests.e2e import FAST, invoke, loopback_env
 from tests.reliability.hostile import (
@@ -113,6 +114,8 @@ def small_cap_quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
         kwargs.setdefault("sleep", quick)
         original(self, *args, **kwargs)
         self.options = replace(self.options, max_bytes=CAP_BYTES, first_poll=0.05)
+        self.collector.max_bytes = CAP_BYTES
+        self.polls = PollClock(first=0.05)
 
     monkeypatch.setattr(Runner, "__init__", init)
 
