@@ -218,18 +218,19 @@ class Spending:
         return sum(self._charged.values())
 
     def reserve(self, fingerprint: str, *, maybe_paid: bool = False) -> float:
-        """Take the request's estimate out of the budget until `release`; BudgetReached when
-        it would pass the budget, or when it has no estimate under a budget."""
+        """Take the request's estimate out of the budget until `release` (returns what it took);
+        BudgetReached when it would pass the budget, or when it has no estimate under a budget."""
         priced = self.estimates.get(fingerprint)
         if self.budget is None:
-            units = priced or 0.0
-        elif priced is None:
+            return 0.0
+        if priced is None:
             raise BudgetReached(self.spent, self.budget, priced=None, maybe_paid=maybe_paid)
-        else:
-            others = self.spent - self._charged.get(fingerprint, 0.0) + self._reserved
-            if others + priced > self.budget:
-                raise BudgetReached(others, self.budget, priced=priced, maybe_paid=maybe_paid)
-            units = priced
+        # A resend replaces its own earlier charge: only what it could add is reserved, or two
+        # resends in flight would each count the other twice (its charge and its reservation).
+        units = max(0.0, priced - self._charged.get(fingerprint, 0.0))
+        if self.spent + self._reserved + units > self.budget:
+            others = self.spent + self._reserved - (priced - units)
+            raise BudgetReached(others, self.budget, priced=priced, maybe_paid=maybe_paid)
         self._reserved += units
         return units
 
@@ -237,13 +238,17 @@ class Spending:
         """The request `reserve` was for has its answer (or was never sent)."""
         self._reserved -= units
 
-    def charge(self, fingerprint: str, units: float) -> None:
-        """What the API billed for this fingerprint's job (replacing any earlier charge)."""
-        self._charged[fingerprint] = units
+    def paid(self, fingerprint: str, billed: float | None) -> None:
+        """The request was answered: charge what the API billed (its estimate when the answer
+        says nothing), replacing any earlier charge of this fingerprint."""
+        self._charged[fingerprint] = (
+            self.estimates.get(fingerprint, 0.0) if billed is None else billed
+        )
 
-    def maybe_charged(self, fingerprint: str, units: float) -> None:
-        """The request's outcome is unknown: count its estimate unless already charged."""
-        self._charged.setdefault(fingerprint, units)
+    def unknown(self, fingerprint: str) -> None:
+        """The request's outcome is unknown (it may have been paid): count its estimate, unless
+        this fingerprint is charged already."""
+        self._charged.setdefault(fingerprint, self.estimates.get(fingerprint, 0.0))
 
     def billed(self, fingerprint: str, units: float) -> None:
         """A job's final billing, for a job this run paid for (others are not this run's)."""

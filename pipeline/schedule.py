@@ -397,15 +397,14 @@ class Runner:
                 reply = await self.client.generate(intent.model, body)
             except (ApiTransient, ApiUnreachable) as exc:
                 if exc.maybe_sent:
-                    self.spending.maybe_charged(fingerprint, reserved)
+                    self.spending.unknown(fingerprint)
                 raise
             except asyncio.CancelledError:  # quit with the request out: it may have been paid
-                self.spending.maybe_charged(fingerprint, reserved)
+                self.spending.unknown(fingerprint)
                 raise
         finally:
             self.spending.release(reserved)
-        billed = reply.cost.creative_units_cost
-        self.spending.charge(fingerprint, reserved if billed is None else billed)
+        self.spending.paid(fingerprint, reply.cost.creative_units_cost)
         return reply
 
     async def _attach(self, entry: PlanEntry, intent: Intent, job_id: str) -> str:

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from pipeline.errors import ApiRejected, ApiTransient, ApiUnreachable
-from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy
+from pipeline.errors import ApiRejected, ApiTransient, ApiUnreachable, BudgetReached
+from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending
 
 
 class FakeSleep:
@@ -151,3 +151,48 @@ def test_how_progress_maps_to_run_time_is_learnt_from_finished_jobs() -> None:
     # at 40 s a job reporting 0.9 has 0.82 of its run behind it: about 8.8 s left, not 4.4
     assert naive.next_delay(40.0, progress=0.9) == pytest.approx(40 / 0.9 - 40 + 0.02)
     assert learnt.next_delay(40.0, progress=0.9) == pytest.approx(40 / 0.82 - 40 + 0.02)
+
+
+# --- the spending limit -----------------------------------------------------------------------
+
+
+def test_a_request_reserves_its_estimate_until_answered_then_is_charged_what_was_billed() -> None:
+    spending = Spending(25.0, {"a": 10.0, "b": 10.0, "c": 10.0})
+    a, b = spending.reserve("a"), spending.reserve("b")
+    assert (a, b) == (10.0, 10.0)
+    with pytest.raises(BudgetReached, match=r"20 of the budget of 25 .* its 10 would pass it"):
+        spending.reserve("c")  # both still out: their estimates count
+    spending.release(a)
+    spending.paid("a", 4.0)  # billed less than estimated
+    spending.release(b)
+    spending.paid("b", None)  # no figure in the answer: the estimate
+    assert spending.spent == 14.0
+    assert spending.reserve("c") == 10.0
+
+
+def test_resends_in_flight_do_not_count_each_other_twice() -> None:
+    """Two answers lost (maybe paid, 20 of 20): both resends fit, each replacing its own charge;
+    the reliability suite found them blocking each other (charge and reservation both counted)."""
+    spending = Spending(20.0, {"a": 10.0, "b": 10.0, "c": 10.0})
+    for fingerprint in "ab":
+        spending.release(spending.reserve(fingerprint))
+        spending.unknown(fingerprint)
+    assert spending.spent == 20.0
+    again = [spending.reserve(fingerprint, maybe_paid=True) for fingerprint in "ab"]
+    assert again == [0.0, 0.0]
+    with pytest.raises(BudgetReached, match="not started"):
+        spending.reserve("c")
+    for fingerprint, units in zip("ab", again, strict=True):
+        spending.release(units)
+        spending.paid(fingerprint, 10.0)
+    assert spending.spent == 20.0
+
+
+def test_without_an_estimate_nothing_is_sent_under_a_budget_and_everything_without_one() -> None:
+    with pytest.raises(BudgetReached, match="could not be priced"):
+        Spending(100.0, {}).reserve("a")
+    free = Spending(None, {})
+    assert free.reserve("a") == 0.0
+    free.unknown("a")
+    free.paid("b", 7.0)
+    assert free.spent == 7.0
