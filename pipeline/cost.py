@@ -19,8 +19,7 @@ from pipeline.client import ApiClient
 from pipeline.errors import PipelineError
 from pipeline.limits import RetryPolicy, Sleep
 from pipeline.plan import PlanEntry, State
-from pipeline.request import build_body
-from pipeline.wire import Model
+from pipeline.request import ModelSchemas, build_body
 
 __all__ = ["CostReport", "ItemCost", "estimate", "paid_entries"]
 
@@ -89,22 +88,18 @@ async def estimate(
     """
     policy = retry or RetryPolicy()
     gate = asyncio.Semaphore(concurrency)
-    models: dict[str, asyncio.Future[Model]] = {}
 
     async def call(fn: Callable[[], Awaitable[T]]) -> T:
         async with gate:
             return await policy.call(fn, sleep=sleep)
 
-    async def model(model_id: str) -> Model:
-        if model_id not in models:
-            models[model_id] = asyncio.ensure_future(call(lambda: client.get_model(model_id)))
-        return await asyncio.shield(models[model_id])
+    schemas = ModelSchemas(lambda model: call(lambda: client.get_model(model)))
 
     async def price(entry: PlanEntry, fingerprint: str) -> ItemCost:
         item = entry.item
         assert item is not None
         try:
-            body, problems = build_body(item, await model(item.model))
+            body, problems = build_body(item, await schemas.of(item))
             if problems:
                 return ItemCost(entry.key, fingerprint, None, "; ".join(map(str, problems)))
             reply = await call(lambda: client.generate(item.model, body, dry_run=True))

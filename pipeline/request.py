@@ -9,11 +9,12 @@ independent of the emulator's server-side check: sharing code would let one bug 
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from pipeline.errors import Problem
+from pipeline.errors import ApiRejected, InvalidInput, Problem
 from pipeline.manifest import Item
 from pipeline.wire import Model, ModelInput
 
@@ -31,6 +32,28 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "boolean": (bool,),
 }
+
+
+class ModelSchemas:
+    """Each model's schema, fetched once however many items ask at once (`fetch` does the
+    call, with its retries); a model the backend does not have is the item's located error."""
+
+    def __init__(self, fetch: Callable[[str], Awaitable[Model]]) -> None:
+        self._fetch = fetch
+        self._models: dict[str, asyncio.Future[Model]] = {}
+
+    async def of(self, item: Item) -> Model:
+        """The schema of `item`'s model; InvalidInput (at `model:`) when there is none."""
+        future = self._models.get(item.model)
+        if future is None:
+            future = self._models[item.model] = asyncio.ensure_future(self._fetch(item.model))
+        try:
+            return await asyncio.shield(future)
+        except ApiRejected as exc:
+            if exc.status != 404:
+                raise
+            problem = Problem(item.locate("model"), f"no model {item.model!r} on this backend")
+            raise InvalidInput([problem]) from None
 
 
 def build_body(item: Item, model: Model) -> tuple[dict[str, Any], list[Problem]]:

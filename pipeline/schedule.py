@@ -42,7 +42,6 @@ from pipeline.errors import (
     JobTimedOut,
     LockfileError,
     PipelineError,
-    Problem,
     WriteError,
 )
 from pipeline.files import sweep_temp_files
@@ -52,9 +51,9 @@ from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
 from pipeline.manifest import Item
 from pipeline.plan import Plan, PlanEntry, State
 from pipeline.report import Event, ItemResult, Outcome, RunReport
-from pipeline.request import build_body
+from pipeline.request import ModelSchemas, build_body
 from pipeline.state import StatCache
-from pipeline.wire import GenerateResult, Job, Model
+from pipeline.wire import GenerateResult, Job
 
 T = TypeVar("T")
 _TERMINAL_FAILURES = frozenset({"failure", "canceled"})
@@ -123,7 +122,7 @@ class Runner:
             self.journal.settle({entry.fingerprint for entry in lock.items.values()})
         self._intents = self.journal.load()
         self._claimed = {intent.job_id for intent in self._intents.values() if intent.job_id}
-        self._models: dict[str, asyncio.Future[Model]] = {}
+        self.schemas = ModelSchemas(lambda model: self._call(lambda: client.get_model(model)))
         self._same: dict[str, asyncio.Future[list[OutputRecord]]] = {}
         self._stopping = False
         self._dirty = False
@@ -269,7 +268,7 @@ class Runner:
     async def _generate(
         self, entry: PlanEntry, item: Item, fingerprint: str, result: ItemResult
     ) -> tuple[str, list[OutputRecord]]:
-        model = await self._model(item)
+        model = await self.schemas.of(item)
         body, problems = build_body(item, model)
         if problems:
             raise InvalidInput(problems)
@@ -285,20 +284,6 @@ class Runner:
         finally:
             await self.limit.release(completed=finished)
         return job_id, await self.collector.collect(item, job)
-
-    async def _model(self, item: Item) -> Model:
-        """The model's schema, fetched once per run."""
-        future = self._models.get(item.model)
-        if future is None:
-            future = asyncio.ensure_future(self._call(lambda: self.client.get_model(item.model)))
-            self._models[item.model] = future
-        try:
-            return await asyncio.shield(future)
-        except ApiRejected as exc:
-            if exc.status != 404:
-                raise
-            problem = Problem(item.locate("model"), f"no model {item.model!r} on this backend")
-            raise InvalidInput([problem]) from None
 
     async def _submit(
         self,

@@ -202,3 +202,21 @@ def test_a_step_summary_is_appended_for_ci(
     assert invoke(game, "plan").exit_code == 2
     assert "### pipeline plan: error" in target.read_text()
     assert "unknown key 'sed'" in target.read_text()
+
+
+def test_an_unknown_model_is_located_by_the_cost_preview_and_the_run_alike(
+    repo: Path, write: WriteFile, make_local: MakeLocal
+) -> None:
+    write(
+        "manifests/icons.yaml",
+        """
+        items:
+          - {id: a, prompt: a sword, model: model_nope}
+        """,
+    )
+    make_local()
+    located = "manifests/icons.yaml:2:37: items[0].model: no model 'model_nope' on this backend"
+    priced = invoke(repo, "plan", "--cost")
+    assert f"cannot price icons/a: {located}" in priced.stderr
+    ran = invoke(repo, "run")
+    assert ran.exit_code == 1 and f"icons/a: {located}" in ran.stderr
