@@ -4,6 +4,9 @@ One document per collection: its items sorted by id, each with prompt, seed, mod
 (name, width, height, sha256) for the engine; and, so that `pipeline lock rebuild` can remake a
 lost lock from output/ alone, the rest of the item's lock entry: fingerprint, request,
 seed_derived (only when true, as in the lock), and per file its size and asset id (when locked).
+A file's caption (`caption: true`) is its `alt` text; a `then:` chain lists its earlier `stages`
+(the step, its fingerprint and asset ids, the files a `keep: true` step wrote). `caches` holds
+what of the lock's caches the collection uses (trained models, uploads, its remote collection).
 Written only when its bytes would change, atomically.
 """
 
@@ -11,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import WriteError
 from pipeline.files import write_atomic
-from pipeline.lockfile import LockEntry, Lockfile, OutputRecord
+from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, StageRecord
 from pipeline.manifest import Collection, Item
 
 __all__ = ["write_index", "write_indexes"]
@@ -34,13 +37,40 @@ def write_indexes(output_dir: Path, collections: Sequence[Collection], lock: Loc
         ]
         if entries:
             try:
-                write_index(output_dir, collection.name, entries)
+                write_index(output_dir, collection.name, entries, _caches(collection, lock))
             except OSError as exc:
                 raise WriteError(exc, output_dir / collection.name / "index.json") from None
 
 
+def _caches(collection: Collection, lock: Lockfile) -> dict[str, dict[str, str]]:
+    """What of the lock's caches this collection's items use (for `lock rebuild`): its remote
+    collection, the trained models its LoRAs name, the uploads of its input files."""
+    trainings: dict[str, str] = {}
+    uploads: dict[str, str] = {}
+    for item in collection.items:
+        entry = lock.items.get(item.key)
+        for lora in entry.request.get("loras", ()) if entry else ():
+            found = lock.trainings.get(lora.get("training", "")) if isinstance(lora, dict) else None
+            if found is not None:
+                trainings[lora["training"]] = found
+        for file in (item.image, *item.reference_images):
+            if file is not None and file.sha256 in lock.uploads:
+                uploads[file.sha256] = lock.uploads[file.sha256]
+    for training in collection.trainings:
+        for file in training.images:
+            if file.sha256 in lock.uploads:
+                uploads[file.sha256] = lock.uploads[file.sha256]
+    caches = {"trainings": trainings, "uploads": uploads}
+    if collection.name in lock.collections:
+        caches["collections"] = {collection.name: lock.collections[collection.name]}
+    return {name: found for name, found in caches.items() if found}
+
+
 def write_index(
-    output_dir: Path, collection: str, entries: Iterable[tuple[Item, LockEntry]]
+    output_dir: Path,
+    collection: str,
+    entries: Iterable[tuple[Item, LockEntry]],
+    caches: Mapping[str, Mapping[str, str]] | None = None,
 ) -> bool:
     """`output/<collection>/index.json` for engine import scripts; False when unchanged."""
     items: list[dict[str, Any]] = []
@@ -56,8 +86,16 @@ def write_index(
         }
         if entry.seed_derived:
             listed["seed_derived"] = True
+        if entry.stages:  # a `then:` chain's earlier stages; a step's `keep: true` files
+            names = ["generation", *(step.name for step in item.steps)]
+            listed["stages"] = [_stage(stage, names[k] if k < len(names) else "")
+                                for k, stage in enumerate(entry.stages)]  # fmt: skip
+        if entry.remote_collection is not None:
+            listed["remote_collection"] = entry.remote_collection
         items.append(listed)
-    doc = {"collection": collection, "items": items}
+    doc: dict[str, Any] = {"collection": collection, "items": items}
+    if caches:
+        doc["caches"] = {name: dict(found) for name, found in caches.items()}
     data = (json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
     path = output_dir / collection / "index.json"
     with contextlib.suppress(FileNotFoundError):
@@ -65,6 +103,15 @@ def write_index(
             return False
     write_atomic(path, data)
     return True
+
+
+def _stage(stage: StageRecord, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = {"step": name, "fingerprint": stage.fingerprint}
+    if stage.asset_ids:
+        data["asset_ids"] = list(stage.asset_ids)
+    if stage.kept:
+        data["files"] = [_file(record) for record in stage.kept]
+    return data
 
 
 def _file(record: OutputRecord) -> dict[str, Any]:
@@ -77,4 +124,6 @@ def _file(record: OutputRecord) -> dict[str, Any]:
     }
     if record.asset_id is not None:
         data["asset_id"] = record.asset_id
+    if record.caption is not None:
+        data["alt"] = record.caption
     return data

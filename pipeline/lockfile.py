@@ -20,7 +20,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from pipeline.errors import LockfileError
 from pipeline.files import write_atomic
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2  # 2: post-processing stages, captions, remote collections
 MARKER_SIZE = 7  # git's default length of a conflict marker
 
 
@@ -51,6 +51,21 @@ class OutputRecord:
     width: Annotated[int, Field(ge=1)]
     height: Annotated[int, Field(ge=1)]
     asset_id: str | None = None
+    caption: str | None = None  # alt text from POST /generate/caption (`caption: true`)
+
+
+@with_config(_STRICT)
+@dataclass(frozen=True, slots=True)
+class StageRecord:
+    """An intermediate result of a `then:` chain: the generation, or a step before the last.
+
+    `fingerprint` is the stage's own (chained on the one before); `asset_ids` its results, one
+    per output, from which a changed later step starts again (empty on the local backend, which
+    keeps no assets); `kept` the files a `keep: true` step wrote."""
+
+    fingerprint: _Sha256
+    asset_ids: tuple[str, ...] = ()
+    kept: tuple[OutputRecord, ...] = ()
 
 
 @with_config(_STRICT)
@@ -62,6 +77,14 @@ class LockEntry:
     request: dict[str, Any]
     seed_derived: bool = False
     outputs: tuple[OutputRecord, ...] = ()
+    stages: tuple[StageRecord, ...] = ()  # a chain's stages before the last (its are `outputs`)
+    remote_collection: str | None = None  # the Scenario collection its outputs were added to
+
+    def files(self) -> tuple[OutputRecord, ...]:
+        """Every file the item wrote: its outputs, then the kept intermediate results."""
+        if not self.stages:
+            return self.outputs
+        return self.outputs + tuple(record for stage in self.stages for record in stage.kept)
 
 
 @with_config(_STRICT)
@@ -71,11 +94,7 @@ class _Document:
     items: dict[str, LockEntry] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)
     trainings: dict[str, str] = field(default_factory=dict)
-    # Each entry's rendered block, reused while the entry is the same object: a run flushes the
-    # lock every few hundred ms, and re-rendering thousands of unchanged entries each time costs.
-    _blocks: dict[str, tuple[LockEntry, str]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    collections: dict[str, str] = field(default_factory=dict)
 
 
 # Stdlib dataclasses validated by pydantic-core: half the time of BaseModels on a large lock.
@@ -85,11 +104,18 @@ _ENTRY = TypeAdapter(LockEntry)
 
 @dataclass
 class Lockfile:
-    """The lockfile in memory. `items` is keyed by `collection/item`."""
+    """The lockfile in memory. `items` is keyed by `collection/item`.
+
+    The caches of what the API holds: `uploads` (a local file's sha256 -> its asset id),
+    `trainings` (a training fingerprint -> the trained model's id) and `collections` (a local
+    collection -> its Scenario collection's id). On the local backend, whose emulator lives for
+    one run, trainings and collections are recorded with an empty id: done, nothing kept.
+    """
 
     items: dict[str, LockEntry] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)
     trainings: dict[str, str] = field(default_factory=dict)
+    collections: dict[str, str] = field(default_factory=dict)
     # Each entry's rendered block, reused while the entry is the same object: a run flushes the
     # lock every few hundred ms, and re-rendering thousands of unchanged entries each time costs.
     _blocks: dict[str, tuple[LockEntry, str]] = field(
@@ -142,7 +168,12 @@ def parse_lock(raw: bytes, name: str) -> Lockfile:
             hint="restore it from git, `pipeline lock rebuild` it from output/, or delete it "
             "and rerun `pipeline run`",
         ) from None
-    return Lockfile(items=dict(doc.items), uploads=dict(doc.uploads), trainings=dict(doc.trainings))
+    return Lockfile(
+        items=dict(doc.items),
+        uploads=dict(doc.uploads),
+        trainings=dict(doc.trainings),
+        collections=dict(doc.collections),
+    )
 
 
 def parse_entry(data: Mapping[str, Any]) -> LockEntry:
@@ -299,8 +330,13 @@ def _render(
     items = "{\n" + body + "\n  }" if blocks else "{}"
     uploads = _dumps(lock.uploads).replace("\n", "\n  ")
     trainings = _dumps(lock.trainings).replace("\n", "\n  ")
+    collections = ""
+    if lock.collections:  # left out when empty: locks that use none read as version 1 did
+        collections = (
+            f'  "collections": {_dumps(lock.collections).replace(chr(10), chr(10) + "  ")},\n'
+        )
     text = (
-        f'{{\n  "items": {items},\n  "trainings": {trainings},\n'
+        f'{{\n{collections}  "items": {items},\n  "trainings": {trainings},\n'
         f'  "uploads": {uploads},\n  "version": {LOCK_VERSION}\n}}\n'
     )
     return text.encode()
@@ -316,11 +352,23 @@ def _entry_json(entry: LockEntry) -> dict[str, Any]:
     if entry.seed_derived:
         data["seed_derived"] = True
     if entry.outputs:
-        data["outputs"] = [
-            {k: v for k, v in asdict(record).items() if not (k == "asset_id" and v is None)}
-            for record in entry.outputs
+        data["outputs"] = [_record_json(record) for record in entry.outputs]
+    if entry.stages:
+        data["stages"] = [
+            {
+                "fingerprint": stage.fingerprint,
+                **({"asset_ids": list(stage.asset_ids)} if stage.asset_ids else {}),
+                **({"kept": [_record_json(r) for r in stage.kept]} if stage.kept else {}),
+            }
+            for stage in entry.stages
         ]
+    if entry.remote_collection is not None:
+        data["remote_collection"] = entry.remote_collection
     return data
+
+
+def _record_json(record: OutputRecord) -> dict[str, Any]:
+    return {k: v for k, v in asdict(record).items() if v is not None}
 
 
 def write_lock(path: Path, lock: Lockfile) -> bool:

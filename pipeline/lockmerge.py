@@ -81,6 +81,9 @@ def merge_locks(base: Lockfile, ours: Lockfile, theirs: Lockfile) -> Merge:
             merged.lock.items[key] = entry
     merged.lock.uploads = _union("uploads", ours.uploads, theirs.uploads, merged.notes)
     merged.lock.trainings = _union("trainings", ours.trainings, theirs.trainings, merged.notes)
+    merged.lock.collections = _union(
+        "collections", ours.collections, theirs.collections, merged.notes
+    )
     return merged
 
 

@@ -77,8 +77,14 @@ def rebuild_lock(root: Path, *, dry_run: bool = False) -> Rebuild:
     result = Rebuild(settings.lockfile, settings.output)
     with RepoLock(state):
         raw, old = _read_old(lock_path, result)
-        found, seen = _scan(root / settings.output, settings.output, result)
-        lock = Lockfile(items=dict(old.items), uploads=old.uploads, trainings=old.trainings)
+        caches: dict[str, dict[str, str]] = {"collections": {}, "trainings": {}, "uploads": {}}
+        found, seen = _scan(root / settings.output, settings.output, result, caches)
+        lock = Lockfile(
+            items=dict(old.items),
+            uploads={**caches["uploads"], **old.uploads},
+            trainings={**caches["trainings"], **old.trainings},
+            collections={**caches["collections"], **old.collections},
+        )
         for key, entry in found.items():
             previous = old.items.get(key)
             if previous is None:
@@ -138,16 +144,19 @@ def _back_up(raw: bytes, state: Path, name: str) -> str:
 _Seen = dict[str, tuple[os.stat_result, str]]
 
 
-def _scan(output: Path, label: str, result: Rebuild) -> tuple[dict[str, LockEntry], _Seen]:
+def _scan(
+    output: Path, label: str, result: Rebuild, caches: dict[str, dict[str, str]]
+) -> tuple[dict[str, LockEntry], _Seen]:
     """Every item of every `<collection>/index.json` whose files vouch for it, by key; and the
-    stat and sha256 of each file hashed, for the stat cache."""
+    stat and sha256 of each file hashed, for the stat cache. The indexes' `caches` (trained
+    models, uploads, remote collections) are gathered into `caches`."""
     found: dict[str, LockEntry] = {}
     seen: _Seen = {}
     problems = result.unrecoverable
     for index in sorted(output.glob("*/index.json")):
         shown = f"{label}/{index.parent.name}/index.json"
         try:
-            items = _items(index)
+            items = _items(index, caches)
         except ValueError as exc:
             problems.append(Unrecoverable(shown, "", str(exc)))
             continue
@@ -167,8 +176,9 @@ def _scan(output: Path, label: str, result: Rebuild) -> tuple[dict[str, LockEntr
     return found, seen
 
 
-def _items(index: Path) -> list[Any]:
-    """The items of one index document; ValueError when it is not one."""
+def _items(index: Path, caches: dict[str, dict[str, str]]) -> list[Any]:
+    """The items of one index document (its caches into `caches`); ValueError when it is not
+    one."""
     try:
         doc = json.loads(index.read_bytes())
     except OSError as exc:
@@ -184,6 +194,13 @@ def _items(index: Path) -> list[Any]:
         raise ValueError(
             f"names collection {doc.get('collection')!r}, but is in {index.parent.name}/"
         )
+    found = doc.get("caches")
+    for name in ("collections", "trainings", "uploads"):
+        table = found.get(name) if isinstance(found, dict) else None
+        if isinstance(table, dict):
+            caches[name].update(
+                (k, v) for k, v in table.items() if isinstance(k, str) and isinstance(v, str)
+            )
     return items
 
 
@@ -204,30 +221,47 @@ def _entry(collection: str, item: Any) -> LockEntry:
             f"has no {' or '.join(missing)} (an index written before `pipeline lock rebuild` "
             "existed holds too little to rebuild from)"
         )
-    files = item["files"]
-    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-        raise ValueError("files: expected a list of objects")
-    outputs = []
-    for number, record in enumerate(files):
-        name = record.get("file")
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
-            raise ValueError(f"files[{number}].file: expected a file name, got {name!r}")
-        outputs.append({**record, "file": f"{collection}/{name}"})
     data: dict[str, Any] = {"fingerprint": item["fingerprint"], "request": item["request"]}
     if "seed_derived" in item:
         data["seed_derived"] = item["seed_derived"]
-    data["outputs"] = outputs
+    data["outputs"] = _records(collection, item["files"], "files")
+    stages = item.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise ValueError("stages: expected a list of objects")
+    data["stages"] = [
+        {
+            **{k: v for k, v in stage.items() if k not in ("step", "files")},
+            "kept": _records(collection, stage.get("files", []), f"stages[{n}].files"),
+        }
+        for n, stage in enumerate(stages)
+    ]
+    if "remote_collection" in item:
+        data["remote_collection"] = item["remote_collection"]
     try:
         return parse_entry(data)
     except ValueError as exc:
         raise ValueError(re.sub(r"^outputs\.(\d+)", r"files[\1]", str(exc))) from None
 
 
+def _records(collection: str, files: Any, where: str) -> list[dict[str, Any]]:
+    """An index's file entries as lock records (`alt` is the record's caption)."""
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise ValueError(f"{where}: expected a list of objects")
+    records = []
+    for number, record in enumerate(files):
+        name = record.get("file")
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise ValueError(f"{where}[{number}].file: expected a file name, got {name!r}")
+        fields = {("caption" if k == "alt" else k): v for k, v in record.items()}
+        records.append({**fields, "file": f"{collection}/{name}"})
+    return records
+
+
 def _check_files(output: Path, label: str, entry: LockEntry, seen: _Seen) -> list[str]:
     """The entry's files that are gone but restorable by asset id; ValueError unless every other
     file is on disk with its recorded size and sha256."""
     gone = []
-    for record in entry.outputs:
+    for record in entry.files():
         path = output / record.file
         shown = f"{label}/{record.file}"
         try:

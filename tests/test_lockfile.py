@@ -15,6 +15,7 @@ from pipeline.lockfile import (
     LockEntry,
     Lockfile,
     OutputRecord,
+    StageRecord,
     _entry_json,
     read_lock,
     render_lock,
@@ -78,6 +79,25 @@ def sample_lock() -> Lockfile:
             ),
         ),
     )
+    lock.items["ui-icons/gold-coin"] = LockEntry(
+        fingerprint="3" * 64,
+        request={"backend": "scenario", "model": "m", "prompt": "coin", "seed": 1, "outputs": 1,
+                 "image": "b" * 64, "then": [{"model": "upscaler", "params": {"scale": 2}}]},
+        outputs=(
+            OutputRecord("ui-icons/gold-coin.png", SHA, 20, 16, 16, "asset_up", "A gold coin"),
+        ),
+        stages=(
+            StageRecord(
+                "4" * 64,
+                ("asset_gen",),
+                (OutputRecord("ui-icons/gold-coin.cut.png", SHA, 9, 8, 8),),
+            ),
+        ),
+        remote_collection="collection_1",
+    )  # fmt: skip
+    lock.uploads["b" * 64] = "asset_sketch"
+    lock.trainings["c" * 64] = "model_trained"
+    lock.collections["ui-icons"] = "collection_1"
     return lock
 
 
@@ -186,12 +206,16 @@ _json = st.recursive(
     ),
     uploads=st.dictionaries(_keys, st.text(max_size=10), max_size=3),
     trainings=st.dictionaries(_keys, st.text(max_size=10), max_size=3),
+    collections=st.dictionaries(_keys, st.text(max_size=10), max_size=2),
 )
 @settings(max_examples=150, deadline=None)
 def test_render_is_the_plain_json_of_the_whole_document(
-    requests: dict[str, dict[str, Any]], uploads: dict[str, str], trainings: dict[str, str]
+    requests: dict[str, dict[str, Any]],
+    uploads: dict[str, str],
+    trainings: dict[str, str],
+    collections: dict[str, str],
 ) -> None:
-    lock = Lockfile(uploads=uploads, trainings=trainings)
+    lock = Lockfile(uploads=uploads, trainings=trainings, collections=collections)
     for n, (key, request) in enumerate(requests.items()):
         lock.items[key] = LockEntry(
             fingerprint=f"{n:064x}", request=request, seed_derived=n % 2 == 0
@@ -202,6 +226,8 @@ def test_render_is_the_plain_json_of_the_whole_document(
         "uploads": uploads,
         "trainings": trainings,
     }
+    if collections:  # left out when empty
+        doc["collections"] = collections
     plain = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert render_lock(lock).decode() == plain
     # the cached blocks give the same bytes again, and follow a replaced entry
