@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import Location
+from pipeline.inputs import InputFile, InputFiles
 from pipeline.yamlsrc import Issue, Key, Source, describe, json_problem, parse_path, render_path
 
+TRAINING_TYPE = "flux.2-dev-lora"  # the model type a `train:` entry makes unless it says
 MAX_EXPANSION = 100_000  # items one matrix may make: a typo should not hang the planner
 # params keys that a first-class key already sends: the key to write instead.
 _FIRST_CLASS = {
@@ -36,10 +38,45 @@ Template = list[tuple[bool, str]]  # literal runs (False, text) and placeholders
 
 @dataclass(frozen=True, slots=True)
 class Lora:
-    """A LoRA applied to the generation: a trained model id and its optional strength."""
+    """A LoRA applied to the generation: a trained model id and its optional strength.
+
+    `training` names the manifest's own `train:` entry when `model` is one (then `model` is
+    that name until the run knows the trained model's id)."""
 
     model: str
     scale: float | None = None
+    training: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One post-processing step of `then:`: a model run on the previous stage's result."""
+
+    name: str  # for `keep: true` files (`<item>.<name>.png`) and messages
+    model: str
+    params: Mapping[str, Any]
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class Training:
+    """A model to train from local images (`train:`), used by items as `lora: <name>`."""
+
+    name: str
+    type: str
+    images: tuple[InputFile, ...]
+    preset: str
+    params: Mapping[str, Any]
+    file: str
+    index: int
+    _source: Source | None = field(default=None, repr=False, compare=False)
+
+    def locate(self, field: str = "") -> Location:
+        where: tuple[Key, ...] = ("train", self.index)
+        steps = parse_path(field)
+        if self._source is None:
+            return Location(self.file, path=render_path((*where, *steps)))
+        return self._source.find((*where, *steps)) or self._source.locate(where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +98,11 @@ class Item:
     file: str  # the manifest, relative to the project root, posix
     index: int  # position in the file's `items` (the template's, for matrix items)
     _source: Source | None = field(default=None, repr=False, compare=False)
+    image: InputFile | None = None  # a start image (img2img), with `strength`
+    strength: float | None = None
+    reference_images: tuple[InputFile, ...] = ()
+    steps: tuple[Step, ...] = ()  # `then:`, in order
+    caption: bool = False
 
     @property
     def key(self) -> str:
@@ -72,6 +114,10 @@ class Item:
         steps = parse_path(field)
         if steps[:1] == ("loras",):
             steps = ("lora", *steps[1:])  # the Item's name for the manifest's `lora`
+        elif steps[:1] == ("reference_images",):
+            steps = ("referenceImages", *steps[1:])
+        elif steps[:1] == ("steps",):
+            steps = ("then", *steps[1:])
         item: tuple[Key, ...] = ("items", self.index)
         if self._source is None:
             return Location(self.file, path=render_path((*item, *steps)))
@@ -118,9 +164,18 @@ class Expander:
     Those places are skipped, so one mistake is reported once and not again as a consequence
     (a mistyped `promt` is an unknown key, not also a missing prompt)."""
 
-    def __init__(self, source: Source, data: dict[Any, Any], known: list[Issue]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        data: dict[Any, Any],
+        known: list[Issue],
+        files: InputFiles | None = None,
+    ) -> None:
         self.source = source
         self.data = data
+        self.files = files or InputFiles(Path("."))
+        self.trainings: list[Training] = []
+        self.items_made: list[Item] = []
         self.issues: list[Issue] = []
         self._reported: set[tuple[tuple[Key, ...], str]] = set()
         paths = [issue.path for issue in known]
@@ -135,6 +190,13 @@ class Expander:
         if "defaults" not in heads:
             self.defaults = data.get("defaults") or {}
         self.name = self._collection_name() if "collection" not in heads else None
+        remote = data.get("remote_collection")
+        self.remote: bool | None = remote if isinstance(remote, bool) else None
+        train = data.get("train")
+        self._train: list[Any] = (
+            train if isinstance(train, list) and ("train",) not in paths else []
+        )
+        self._bad_train = {path[1] for path in paths if len(path) >= 2 and path[0] == "train"}
         self._default_loras = _loras(self.defaults.get("lora")) if self.defaults else ()
         self._seen: dict[str, tuple[int, str]] = {}
         self._templates: dict[str, Template | str] = {}
@@ -144,6 +206,7 @@ class Expander:
         out: list[Item] = []
         if self.defaults:
             self._check_params(self.defaults.get("params"), ("defaults", "params"))
+        self._trainings()
         for index, spec in enumerate(self.items):
             if index not in self.bad_items:
                 self._expand(index, spec, out)
@@ -198,7 +261,8 @@ class Expander:
                     ok = False
                 else:
                     templates[key] = parts
-        if not ok:
+        extras = self._extras(index, spec, merged)
+        if not ok or extras is None:
             return
         names = list(matrix)
         choices = [[_as_text(value) for value in matrix[name]] for name in names]
@@ -220,6 +284,101 @@ class Expander:
                     derive_seed(self.name or "", item_id) if seed is None else seed, seed is None,
                     merged.get("width"), merged.get("height"), merged.get("outputs") or 1,
                     _merge_params(defaults, spec), self.source.name, index, self.source,
+                    **extras,
+                )
+            )  # fmt: skip
+
+    def _extras(
+        self, index: int, spec: dict[str, Any], merged: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The item's input files, `then:` steps and caption; None when one is unusable."""
+
+        def where(key: str) -> tuple[Key, ...]:
+            return ("items", index, key) if key in spec else ("defaults", key)
+
+        extras: dict[str, Any] = {}
+        found: list[Issue] = []
+        image = merged.get("image")
+        if image is not None:
+            extras["image"] = self.files.one(image, where("image"), found)
+        if merged.get("strength") is not None:
+            if image is None:
+                message = "strength needs an 'image' (it says how far to move from it)"
+                found.append(Issue(where("strength"), message))
+            extras["strength"] = float(merged["strength"])
+        references = merged.get("referenceImages")
+        if references:
+            listed = [references] if isinstance(references, str) else list(references)
+            extras["reference_images"] = self.files.many(listed, where("referenceImages"), found)
+        steps = merged.get("then")
+        if steps:
+            extras["steps"] = self._steps(steps, where("then"), found)
+        if merged.get("caption"):
+            extras["caption"] = True
+        for issue in found:
+            self._issue(issue.path, issue.message)
+        if found or any(value is None for value in extras.values()):
+            return None
+        return extras
+
+    def _steps(
+        self, specs: list[dict[str, Any]], base: tuple[Key, ...], found: list[Issue]
+    ) -> tuple[Step, ...]:
+        steps: list[Step] = []
+        names: dict[str, int] = {}
+        for n, spec in enumerate(specs):
+            name = spec.get("name") or str(spec["model"]).removeprefix("model_")
+            at = (*base, n, "name") if "name" in spec else (*base, n)
+            reason = unsafe_name(name)
+            if reason:
+                found.append(Issue(at, f"step name {name!r} is not safe in a file name: {reason}"))
+            elif name.casefold() in names:
+                first = names[name.casefold()]
+                message = f"two steps named {name!r} (then[{first}] too); give one a 'name'"
+                found.append(Issue(at, message))
+            names.setdefault(name.casefold(), n)
+            params = dict(spec.get("params") or {})
+            if "image" in params:
+                message = "a step's image is the previous stage's result; leave it out"
+                found.append(Issue((*base, n, "params", "image"), message, at_key=True))
+            problem = json_problem(params) if params else None
+            if problem is not None:
+                found.append(Issue((*base, n, "params", *problem[0]), problem[1]))
+            steps.append(Step(name, spec["model"], params, bool(spec.get("keep"))))
+        return tuple(steps)
+
+    def _trainings(self) -> None:
+        seen: dict[str, int] = {}
+        for index, spec in enumerate(self._train):
+            if index in self._bad_train:
+                continue
+            name = spec["name"]
+            reason = unsafe_name(name)
+            path: tuple[Key, ...] = ("train", index, "name")
+            if reason:
+                self._issue(path, f"training name {name!r} is not safe as a name: {reason}")
+                continue
+            if name.casefold() in seen:
+                also = ("train", seen[name.casefold()], "name")
+                self._issue(path, f"duplicate training name {name!r}", also=also, also_note="")
+                continue
+            seen[name.casefold()] = index
+            images = spec["images"]
+            found: list[Issue] = []
+            listed = [images] if isinstance(images, str) else list(images)
+            files = self.files.many(listed, ("train", index, "images"), found)
+            params = dict(spec.get("params") or {})
+            problem = json_problem(params) if params else None
+            if problem is not None:
+                found.append(Issue(("train", index, "params", *problem[0]), problem[1]))
+            for issue in found:
+                self._issue(issue.path, issue.message)
+            if found or files is None:
+                continue
+            self.trainings.append(
+                Training(
+                    name, spec.get("type") or TRAINING_TYPE, files, spec.get("preset") or "style",
+                    params, self.source.name, index, self.source,
                 )
             )  # fmt: skip
 

@@ -11,15 +11,16 @@ import functools
 import gc
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Required
+from typing import Annotated, Any, Literal, Required
 
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from pipeline.errors import InvalidInput, Location, Problem
-from pipeline.expand import Expander, Item, Lora, derive_seed
+from pipeline.expand import Expander, Item, Lora, Step, Training, derive_seed
+from pipeline.inputs import InputFile, InputFiles
 from pipeline.settings import SETTINGS_FILE, Settings, load_settings
 from pipeline.yamlsrc import (
     Issue,
@@ -33,9 +34,12 @@ from pipeline.yamlsrc import (
 
 __all__ = [
     "Collection",
+    "InputFile",
     "Item",
     "Lora",
     "Settings",
+    "Step",
+    "Training",
     "derive_seed",
     "load_manifests",
     "load_settings",
@@ -43,17 +47,27 @@ __all__ = [
 
 MAX_SEED = 2**32 - 1
 _STRICT = ConfigDict(extra="forbid", strict=True)
-_TOP_KEYS = ("collection", "defaults", "items")
+_TOP_KEYS = ("collection", "defaults", "items", "train", "remote_collection")
 _FIELD_KEYS = ("model", "prompt", "negative_prompt", "lora", "seed", "width", "height", "outputs")
-_DEFAULT_KEYS = (*_FIELD_KEYS, "params")
+_FILE_KEYS = ("image", "strength", "referenceImages", "then", "caption")
+_DEFAULT_KEYS = (*_FIELD_KEYS, *_FILE_KEYS, "params")
 _ITEM_KEYS = ("id", *_DEFAULT_KEYS, "matrix")
-_PLANNED = {
-    "image": "reference images", "strength": "reference images",
-    "referenceImages": "reference images", "reference_images": "reference images",
-    "then": "post-processing steps", "caption": "captions",
-}  # fmt: skip
-_PLANNED_TOP = {"train": "style training", "remote_collection": "remote collections"}
+_STEP_KEYS = ("model", "params", "keep", "name")
+_TRAIN_KEYS = ("name", "type", "images", "preset", "params")
+PRESETS = ("style", "subject", "default")
 _EXPECTED = {
+    "train": "a list of trainings (each a mapping with 'name' and 'images')",
+    "remote_collection": "true or false",
+    "image": "a path to an image, relative to the project root",
+    "strength": "a number from 0 to 1",
+    "referenceImages": "a path or glob, or a list of them (relative to the project root)",
+    "then": "a list of steps, each a mapping with 'model' (and 'params', 'keep', 'name')",
+    "caption": "true or false",
+    "keep": "true or false",
+    "name": "a name (text)",
+    "type": "a model type, such as 'flux.2-dev-lora'",
+    "images": "a path or glob, or a list of them (relative to the project root)",
+    "preset": f"one of {', '.join(map(repr, PRESETS))}",
     "collection": "a collection name (text)",
     "defaults": "a mapping of item keys",
     "items": "a non-empty list of items",
@@ -78,6 +92,8 @@ class Collection:
     name: str
     file: str
     items: tuple[Item, ...]
+    trainings: tuple[Training, ...] = ()
+    remote: bool | None = None  # `remote_collection:`; None: as pipeline.yaml says
 
 
 def load_manifests(root: Path, settings: Settings, paths: Sequence[Path] = ()) -> list[Collection]:
@@ -85,13 +101,14 @@ def load_manifests(root: Path, settings: Settings, paths: Sequence[Path] = ()) -
     problems: list[Problem] = []
     collections: list[Collection] = []
     names: dict[str, Source] = {}
+    files = InputFiles(root)
     for path, name in _manifest_files(root, settings, paths, problems):
         try:
             source = Source.read(path, name)
         except SourceError as err:
             problems.append(err.problem)
             continue
-        collection_name, collection, found = _load_file(source)
+        collection_name, collection, found = _load_file(source, files)
         problems += found
         if collection is not None:
             collections.append(collection)
@@ -99,9 +116,51 @@ def load_manifests(root: Path, settings: Settings, paths: Sequence[Path] = ()) -
             first = names.setdefault(collection_name.lower(), source)
             if first is not source:
                 problems.append(_duplicate_collection(collection_name, source, first))
+    if not problems:
+        collections = _link_trainings(collections, problems)
     if problems:
         raise InvalidInput(problems)
     return collections
+
+
+def _link_trainings(collections: list[Collection], problems: list[Problem]) -> list[Collection]:
+    """Items' `lora: <name>` tied to the `train:` entry of that name (in any manifest).
+
+    Training names are unique across the project. Once a project trains models, a LoRA that is
+    neither one of them nor a model id (`model_...`) is a typo, said with a did-you-mean."""
+    trainings: dict[str, Training] = {}
+    for collection in collections:
+        for training in collection.trainings:
+            first = trainings.setdefault(training.name.casefold(), training)
+            if first is not training:
+                other = first.locate("name")
+                where = f"{other.file}:{other.line}:{other.column}"
+                message = f"duplicate training name {training.name!r} (also at {where})"
+                problems.append(Problem(training.locate("name"), message))
+    if not trainings:
+        return collections
+    known = [training.name for training in trainings.values()]
+    linked = []
+    for collection in collections:
+        items = []
+        for item in collection.items:
+            loras = []
+            for n, lora in enumerate(item.loras):
+                named = trainings.get(lora.model.casefold())
+                if named is not None:
+                    lora = Lora(named.name, lora.scale, named.name)
+                elif not lora.model.startswith("model_"):
+                    message = (
+                        f"no training named {lora.model!r}{did_you_mean(lora.model, known)}; "
+                        "a trained model's id starts with 'model_'"
+                    )
+                    at = item.locate(f"lora[{n}]" if len(item.loras) > 1 else "lora")
+                    problems.append(Problem(at, message))
+                loras.append(lora)
+            changed = tuple(loras) != item.loras
+            items.append(replace(item, loras=tuple(loras)) if changed else item)
+        linked.append(replace(collection, items=tuple(items)))
+    return linked
 
 
 def _duplicate_collection(name: str, source: Source, first: Source) -> Problem:
@@ -147,38 +206,49 @@ def _display(path: Path, root: Path) -> str:
         return full.as_posix()
 
 
-def _load_file(source: Source) -> tuple[str | None, Collection | None, list[Problem]]:
+def _load_file(
+    source: Source, files: InputFiles
+) -> tuple[str | None, Collection | None, list[Problem]]:
     """The collection's name (when usable), the collection (when all is well), the problems."""
     enabled = gc.isenabled()
     gc.disable()  # a big manifest is many small containers that all live on: no cycles to find
     try:
         data, problems = source.parse()
-        name, items, issues = _check(source, data)
+        name, expander, issues = _check(source, data, files)
     except SourceError as err:
         return None, None, [err.problem]
     finally:
         if enabled:
             gc.enable()
     problems += source.problems(issues)
-    if problems or name is None:
+    if problems or name is None or expander is None:
         return name, None, problems
-    return name, Collection(name, source.name, tuple(items)), problems
+    collection = Collection(
+        name, source.name, tuple(expander.items_made), tuple(expander.trainings), expander.remote
+    )
+    return name, collection, problems
 
 
-def _check(source: Source, data: Any) -> tuple[str | None, list[Item], list[Issue]]:
+def _check(
+    source: Source, data: Any, files: InputFiles
+) -> tuple[str | None, Expander | None, list[Issue]]:
     if data is None:
-        return None, [], [Issue((), "the file is empty; a manifest needs 'items', a list of items")]
+        return (
+            None,
+            None,
+            [Issue((), "the file is empty; a manifest needs 'items', a list of items")],
+        )
     if not isinstance(data, dict):
         message = f"expected a mapping with 'items' at the top level, got {describe(data)}"
-        return None, [], [Issue((), message)]
+        return None, None, [Issue((), message)]
     try:
         _document_adapter().validate_python(data)
         issues: list[Issue] = []
     except ValidationError as err:
         issues = validation_issues(err, expected=_expected, unknown_key=_unknown_key)
-    expander = Expander(source, data, issues)
-    items = expander.run()
-    return expander.name, items, issues + expander.issues
+    expander = Expander(source, data, issues, files)
+    expander.items_made = expander.run()
+    return expander.name, expander, issues + expander.issues
 
 
 # The shape of a manifest, for pydantic. Plain TypedDicts: the data stays as loaded, and absent
@@ -194,8 +264,30 @@ def _lora_entries(value: Any) -> Any:
     return value
 
 
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 _Text = Annotated[str, Field(min_length=1)]
 _Positive = Annotated[int, Field(gt=0)]
+_Paths = Annotated[list[_Text], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+@with_config(_STRICT)
+class _StepSpec(TypedDict, total=False):
+    model: Required[_Text]
+    params: dict[str, Any] | None
+    keep: bool
+    name: _Text
+
+
+@with_config(_STRICT)
+class _TrainSpec(TypedDict, total=False):
+    name: Required[_Text]
+    type: _Text
+    images: Required[_Paths]
+    preset: Literal["style", "subject", "default"]
+    params: dict[str, Any] | None
 
 
 @with_config(_STRICT)
@@ -215,6 +307,11 @@ class _Fields(TypedDict, total=False):
     height: _Positive | None
     outputs: _Positive | None
     params: dict[str, Any] | None
+    image: _Text | None
+    strength: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None
+    referenceImages: _Paths | None
+    then: list[_StepSpec] | None
+    caption: bool
 
 
 @with_config(_STRICT)
@@ -228,6 +325,8 @@ class _Document(TypedDict, total=False):
     collection: str
     defaults: _Fields | None
     items: Required[Annotated[list[_ItemSpec], Field(min_length=1)]]
+    train: list[_TrainSpec]
+    remote_collection: bool
 
 
 @functools.cache
@@ -236,6 +335,12 @@ def _document_adapter() -> TypeAdapter[_Document]:
 
 
 def _expected(loc: tuple[Key, ...]) -> str:
+    if loc[:1] == ("train",) and len(loc) >= 2:
+        if len(loc) == 2:
+            return "a training (a mapping with 'name' and 'images')"
+        if loc[2] == "images" and len(loc) > 3:
+            return "a path or glob (non-empty text)"
+        return _EXPECTED.get(str(loc[2]), "a valid value")
     if loc[:1] == ("items",) and len(loc) >= 2:
         rel = loc[2:]
         if not rel:
@@ -251,6 +356,12 @@ def _expected(loc: tuple[Key, ...]) -> str:
         return "a finite number" if rest[1] == "scale" else "a LoRA model id (non-empty text)"
     if name == "matrix" and rest:
         return "a non-empty list of values"
+    if name == "referenceImages" and rest:
+        return "a path or glob (non-empty text)"
+    if name == "then" and rest:
+        if len(rest) == 1:
+            return "a step (a mapping with 'model')"
+        return _EXPECTED.get(str(rest[1]), "a valid value")
     return _EXPECTED.get(str(name), "a valid value")
 
 
@@ -258,10 +369,10 @@ def _unknown_key(parent: tuple[Key, ...], key: Key) -> str:
     if not isinstance(key, str):
         return f"unknown key {describe(key)}"
     in_item = len(parent) == 2 and parent[0] == "items"
-    if (in_item or parent == ("defaults",)) and key in _PLANNED:
-        return f"{key} is not supported yet (planned: {_PLANNED[key]})"
-    if not parent and key in _PLANNED_TOP:
-        return f"{key} is not supported yet (planned: {_PLANNED_TOP[key]})"
+    if parent[-2:-1] == ("then",) or (parent[:1] == ("defaults",) and parent[1:2] == ("then",)):
+        return f"unknown key {key!r} in a step{did_you_mean(key, _STEP_KEYS)}"
+    if len(parent) == 2 and parent[0] == "train":
+        return f"unknown key {key!r} in a training{did_you_mean(key, _TRAIN_KEYS)}"
     if parent == ("defaults",) and key in ("id", "matrix"):
         return f"{key!r} cannot be in defaults: each item sets its own"
     if not parent and key in _ITEM_KEYS:

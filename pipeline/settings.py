@@ -29,7 +29,6 @@ __all__ = ["SETTINGS_FILE", "Backend", "Settings", "load_settings"]
 
 SETTINGS_FILE = "pipeline.yaml"
 Backend = Literal["auto", "scenario", "local"]
-_PLANNED = {"remote_collection": "remote collections"}
 _EXPECTED = {
     "manifests": "a glob relative to the project root, or a non-empty list of them",
     "output": "a folder path (non-empty text)",
@@ -39,6 +38,7 @@ _EXPECTED = {
     "job_timeout": "a positive number of seconds",
     "request_timeout": "a positive number of seconds",
     "budget": "a number of creative units (0 or more)",
+    "remote_collection": "true or false",
 }
 
 
@@ -54,6 +54,7 @@ class Settings:
     job_timeout: float = 1800.0  # seconds a job may take from submission before its item fails
     request_timeout: float = 60.0  # seconds to wait for one API answer before it counts as lost
     budget: float | None = None  # most creative units one run may spend; None: no limit
+    remote_collection: bool = False  # keep a Scenario collection per local one (a manifest wins)
 
     def with_overrides(self, **flags: Any) -> Settings:
         """These settings with command-line flags applied; None means the flag was not given."""
@@ -111,6 +112,7 @@ class _SettingsDoc(TypedDict, total=False):
     job_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     request_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     budget: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    remote_collection: bool
 
 
 @functools.cache
@@ -144,8 +146,6 @@ def _expected(loc: tuple[Key, ...]) -> str:
 def _unknown_key(parent: tuple[Key, ...], key: Key) -> str:
     if not isinstance(key, str):
         return f"unknown key {describe(key)}"
-    if key in _PLANNED:
-        return f"{key} is not supported yet (planned: {_PLANNED[key]})"
     return f"unknown key {key!r}{did_you_mean(key, list(_EXPECTED))}"
 
 

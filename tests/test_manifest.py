@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import InvalidInput, Location
 from pipeline.manifest import Collection, Item, Lora, Settings, derive_seed, load_manifests
+from tests.helpers import png_bytes
 
 EXAMPLE = """\
 collection: ui-icons            # folder name under output/
@@ -108,7 +109,7 @@ items:
     write(tmp_path, "x.yaml", text)
     assert problems(tmp_path) == [
         "manifests/x.yaml:1:1: base: unknown key 'base' (expected one of: collection, "
-        "defaults, items)"
+        "defaults, items, train, remote_collection)"
     ]
     text = "defaults: &d {model: m, width: 64}\nitems:\n  - {<<: *d, id: a, prompt: p}\n"
     (item,) = one(tmp_path, text)
@@ -161,7 +162,8 @@ def test_file_level_problems(tmp_path: Path, text: str, expected: str) -> None:
     [
         ("promt: p", "4:5: items[0].promt: unknown key 'promt' (did you mean 'prompt'?)"),
         ("colour: red", "4:5: items[0].colour: unknown key 'colour' (expected one of: id, model, "
-         "prompt, negative_prompt, lora, seed, width, height, outputs, params, matrix)"),
+         "prompt, negative_prompt, lora, seed, width, height, outputs, image, strength, "
+         "referenceImages, then, caption, params, matrix)"),
         ("width: big", "4:12: items[0].width: expected a positive integer, got 'big'"),
         ("width: true", "4:12: items[0].width: expected a positive integer, got a boolean (true)"),
         ("width: 0", "4:12: items[0].width: expected a positive integer, got 0"),
@@ -201,21 +203,40 @@ def test_file_level_problems(tmp_path: Path, text: str, expected: str) -> None:
          "an empty list"),
         ("matrix: {m: [a, [b]]}", "4:21: items[0].matrix.m[1]: expected text or a number, got "
          "a list"),
-        ("image: refs/a.png", "4:5: items[0].image: image is not supported yet (planned: "
-         "reference images)"),
-        ("strength: 0.6", "4:5: items[0].strength: strength is not supported yet (planned: "
-         "reference images)"),
-        ("referenceImages: [a.png]", "4:5: items[0].referenceImages: referenceImages is not "
-         "supported yet (planned: reference images)"),
-        ("reference_images: [a.png]", "4:5: items[0].reference_images: reference_images is not "
-         "supported yet (planned: reference images)"),
-        ("then: [{model: bg}]", "4:5: items[0].then: then is not supported yet (planned: "
-         "post-processing steps)"),
-        ("caption: true", "4:5: items[0].caption: caption is not supported yet (planned: "
-         "captions)"),
+        ("image: refs/nope.png", "4:12: items[0].image: 'refs/nope.png': file not found (paths "
+         "are relative to the project root)"),
+        ("image: refs/notes.png", "4:12: items[0].image: 'refs/notes.png': is not an image "
+         "(expected a PNG, JPEG or WebP file)"),
+        ("image: ../a.png", "4:12: items[0].image: '../a.png': a path cannot leave the project "
+         "('..')"),
+        ("image: /etc/passwd", "4:12: items[0].image: '/etc/passwd': expected a path relative to "
+         "the project root"),
+        ("strength: 0.6", "4:15: items[0].strength: strength needs an 'image' (it says how far "
+         "to move from it)"),
+        ("strength: 2", "4:15: items[0].strength: expected a number from 0 to 1, got 2"),
+        ("referenceImages: [nope.png]", "4:22: items[0].referenceImages: 'nope.png': file not "
+         "found (paths are relative to the project root)"),
+        ("referenceImages: 'x/*.png'", "4:22: items[0].referenceImages: 'x/*.png': the glob "
+         "matches no file"),
+        ("reference_images: [a.png]", "4:5: items[0].reference_images: unknown key "
+         "'reference_images' (did you mean 'referenceImages'?)"),
+        ("then: {model: bg}", "4:11: items[0].then: expected a list of steps, each a mapping with "
+         "'model' (and 'params', 'keep', 'name'), got a mapping"),
+        ("then: [{model: bg, kep: true}]", "4:24: items[0].then[0].kep: unknown key 'kep' in a "
+         "step (did you mean 'keep'?)"),
+        ("then: [{params: {}}]", "4:12: items[0].then[0]: missing required key 'model'"),
+        ("then: [{model: bg, params: {image: x}}]", "4:40: items[0].then[0].params.image: a "
+         "step's image is the previous stage's result; leave it out"),
+        ("then: [{model: a/b}]", "4:12: items[0].then[0]: step name 'a/b' is not safe in a file "
+         "name: it contains '/' (names here are file names, not paths)"),
+        ("then: [{model: bg}, {model: bg}]", "4:25: items[0].then[1]: two steps named 'bg' "
+         "(then[0] too); give one a 'name'"),
+        ("caption: 1", "4:14: items[0].caption: expected true or false, got 1"),
     ],
 )  # fmt: skip
 def test_item_key_problems(tmp_path: Path, entry: str, expected: str) -> None:
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "notes.png").write_text("not an image")
     write(
         tmp_path,
         "x.yaml",
@@ -227,11 +248,18 @@ def test_item_key_problems(tmp_path: Path, entry: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("train: {}\n", "1:1: train: train is not supported yet (planned: style training)"),
-        ("remote_collection: c\n", "1:1: remote_collection: remote_collection is not supported "
-         "yet (planned: remote collections)"),
-        ("defaults: {then: []}\n", "1:12: defaults.then: then is not supported yet (planned: "
-         "post-processing steps)"),
+        ("train: {}\n", "1:8: train: expected a list of trainings (each a mapping with 'name' "
+         "and 'images'), got an empty mapping"),
+        ("remote_collection: c\n", "1:20: remote_collection: expected true or false, got 'c'"),
+        ("train: [{name: s}]\n", "1:9: train[0]: missing required key 'images'"),
+        ("train: [{name: s, images: a.png, prest: style}]\n", "1:34: train[0].prest: unknown key "
+         "'prest' in a training (did you mean 'preset'?)"),
+        ("train: [{name: s, images: a.png, preset: pop}]\n", "1:42: train[0].preset: expected "
+         "one of 'style', 'subject', 'default', got 'pop'"),
+        ("train: [{name: s, images: []}]\n", "1:27: train[0].images: expected a path or glob, or "
+         "a list of them (relative to the project root), got an empty list"),
+        ("train: [{name: s, images: a.png}]\n", "1:27: train[0].images: 'a.png': file not found "
+         "(paths are relative to the project root)"),
         ("defaults: {id: a}\n", "1:12: defaults.id: 'id' cannot be in defaults: each item sets "
          "its own"),
         ("defaults: {widht: 3}\n", "1:12: defaults.widht: unknown key 'widht' (did you mean "
@@ -291,7 +319,8 @@ def test_reports_every_problem_of_every_file_together_sorted(tmp_path: Path) -> 
     write(tmp_path, "a.yaml", "items:\n  - {id: a, prompt: p, model: m, colour: red}\n")
     assert problems(tmp_path) == [
         "manifests/a.yaml:2:34: items[0].colour: unknown key 'colour' (expected one of: id, model,"
-        " prompt, negative_prompt, lora, seed, width, height, outputs, params, matrix)",
+        " prompt, negative_prompt, lora, seed, width, height, outputs, image, strength,"
+        " referenceImages, then, caption, params, matrix)",
         "manifests/b.yaml:3:30: items[0].seed: expected an integer from 0 to 4294967295, got 'x'",
         "manifests/b.yaml:4:10: items[1].id: id 'b/c' is not safe as a file name: it contains '/'"
         " (names here are file names, not paths)",
@@ -662,3 +691,90 @@ def test_items_copy_and_convert_without_copying_their_file(tmp_path: Path) -> No
     assert copied == item and copied.locate("prompt") == item.locate("prompt")
     assert dataclasses.replace(item, prompt="q").locate("prompt") == item.locate("prompt")
     assert dataclasses.asdict(item)["params"] == {"k": [1]}
+
+
+# --- the full workflow's keys: input files, steps, captions, trainings ---------------------
+
+
+def _refs(root: Path, *names: str) -> dict[str, str]:
+    (root / "refs").mkdir(exist_ok=True)
+    digests = {}
+    for n, name in enumerate(names):
+        data = png_bytes(8 + n, 8, (n, 2 * n, 3 * n))
+        (root / "refs" / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def test_input_files_steps_and_captions_are_read(tmp_path: Path) -> None:
+    digests = _refs(tmp_path, "b.png", "a.png", "sketch.png")
+    text = """\
+defaults:
+  model: m
+  caption: true
+  then:
+    - model: photoroom-background-remover
+    - {model: model_upscale-v3, params: {scale: 4}, keep: true, name: big}
+items:
+  - id: a
+    prompt: p
+    image: refs/sketch.png
+    strength: 0.5
+    referenceImages: [refs/*.png, refs/a.png]
+  - id: b
+    prompt: p
+    then: null
+    caption: false
+"""
+    first, second = one(tmp_path, text)
+    assert first.image is not None and first.image.sha256 == digests["sketch.png"]
+    assert first.strength == 0.5
+    # a glob in sorted order, each file once however often named
+    assert [f.path for f in first.reference_images] == [
+        "refs/a.png",
+        "refs/b.png",
+        "refs/sketch.png",
+    ]
+    assert [(s.name, s.model, dict(s.params), s.keep) for s in first.steps] == [
+        ("photoroom-background-remover", "photoroom-background-remover", {}, False),
+        ("big", "model_upscale-v3", {"scale": 4}, True),
+    ]
+    assert first.caption and not second.caption and second.steps == ()
+    assert str(first.locate("steps[1].params.scale")).startswith("manifests/x.yaml:6:")
+
+
+def test_a_lora_names_a_training_of_any_manifest(tmp_path: Path) -> None:
+    _refs(tmp_path, "s1.png", "s2.png")
+    write(
+        tmp_path,
+        "style.yaml",
+        "train:\n  - {name: Pixel, images: 'refs/*.png'}\n"
+        "items:\n  - {id: x, prompt: p, model: m}\n",
+    )
+    write(
+        tmp_path,
+        "icons.yaml",
+        "items:\n  - {id: a, prompt: p, model: m, lora: pixel}\n"
+        "  - {id: b, prompt: p, model: m, lora: model_other}\n",
+    )
+    icons, style = load(tmp_path)
+    (training,) = style.trainings
+    assert (training.name, training.type, training.preset) == ("Pixel", "flux.2-dev-lora", "style")
+    assert [image.path for image in training.images] == ["refs/s1.png", "refs/s2.png"]
+    assert icons.items[0].loras == (Lora("Pixel", None, "Pixel"),)
+    assert icons.items[1].loras == (Lora("model_other"),)
+
+
+def test_training_names_are_unique_across_manifests(tmp_path: Path) -> None:
+    _refs(tmp_path, "s.png")
+    for name in ("a.yaml", "b.yaml"):
+        write(
+            tmp_path,
+            name,
+            f"collection: {name[0]}\ntrain: [{{name: pixel, images: refs/s.png}}]\n"
+            "items:\n  - {id: x, prompt: p, model: m}\n",
+        )
+    assert problems(tmp_path) == [
+        "manifests/b.yaml:2:16: train[0].name: duplicate training name 'pixel' (also at "
+        "manifests/a.yaml:2:16)"
+    ]

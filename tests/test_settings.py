@@ -62,7 +62,8 @@ def test_a_single_glob_is_accepted(tmp_path: Path) -> None:
         ("concurency: 4\n", "1:1: concurency: unknown key 'concurency' (did you mean "
          "'concurrency'?)"),
         ("colour: red\n", "1:1: colour: unknown key 'colour' (expected one of: manifests, "
-         "output, lockfile, backend, concurrency, job_timeout, request_timeout, budget)"),
+         "output, lockfile, backend, concurrency, job_timeout, request_timeout, budget, "
+         "remote_collection)"),
         ("concurrency: 0\n", "1:14: concurrency: expected a positive integer, got 0"),
         ("concurrency: true\n", "1:14: concurrency: expected a positive integer, got a boolean "
          "(true)"),
@@ -83,8 +84,7 @@ def test_a_single_glob_is_accepted(tmp_path: Path) -> None:
         ("manifests: [a, 'C:\\m\\*.yaml']\n", "1:16: manifests[1]: expected a glob relative to "
          "the project root, got 'C:\\\\m\\\\*.yaml'"),
         ("budget: -1\n", "1:9: budget: expected a number of creative units (0 or more), got -1"),
-        ("remote_collection: x\n", "1:1: remote_collection: remote_collection is not supported "
-         "yet (planned: remote collections)"),
+        ("remote_collection: x\n", "1:20: remote_collection: expected true or false, got 'x'"),
         ("- a\n", "1:1: expected a mapping of settings at the top level, got a list"),
         ("output: [\n", "2:1: invalid YAML: did not find expected node content (while parsing "
          "a flow node at line 2, column 1)"),
