@@ -26,7 +26,7 @@ from pipeline.errors import InvalidInput, OverBudget, PipelineError, RunFailed, 
 from pipeline.lockcmd import lock
 from pipeline.lockfile import Lockfile, read_lock, write_lock
 from pipeline.manifest import Collection, Settings, load_manifests, load_settings
-from pipeline.plan import Plan, State, make_plan
+from pipeline.plan import Plan, State, plan_collections
 from pipeline.state import STATE_DIR, RepoLock, StatCache
 
 if TYPE_CHECKING:  # imported where used: `plan` and `validate` must start fast
@@ -133,7 +133,7 @@ def plan(
         for line in lines:
             say(line)
     _step_summary(lambda summary: summary.plan_markdown(result, costs))
-    if check and result.pending:
+    if check and result.has_work:
         sys.exit(1)
 
 
@@ -191,7 +191,7 @@ def run(
     with RepoLock(root / STATE_DIR):
         lock = read_lock(root / settings.lockfile)
         result = _make_plan(root, settings, collections, choice, select, lock)
-        if result.pending or force:
+        if result.has_work or force:
             estimates = _within_budget(root, choice, settings, result, force=force)
             report = _generate(root, settings, choice, result, lock, force, estimates)
             lock = read_lock(root / settings.lockfile)
@@ -234,7 +234,14 @@ def _estimate(
     async def price() -> CostReport:
         async with open_client(choice, os.environ, timeout=settings.request_timeout) as client:
             return await estimate(
-                client, entries, in_flight=in_flight, concurrency=settings.concurrency
+                client,
+                entries,
+                trainings=result.trainings,
+                root=root,
+                in_flight=in_flight,
+                concurrency=settings.concurrency,
+                force=force,
+                probes=None if local else root / STATE_DIR / "probes.json",
             )
 
     return asyncio.run(price())
@@ -292,13 +299,15 @@ def _generate(
     from pipeline.backend import LOCAL_FIRST_POLL
     from pipeline.schedule import RunOptions, RunPaths
 
-    paths = RunPaths(root / settings.lockfile, root / settings.output, root / STATE_DIR)
+    paths = RunPaths(root / settings.lockfile, root / settings.output, root / STATE_DIR, root)
+    local = choice.kind == "local"
     options = RunOptions(
         ceiling=settings.concurrency,
         job_deadline=settings.job_timeout,
         force=force,
-        restore_by_regenerating=choice.kind == "local",
-        first_poll=LOCAL_FIRST_POLL if choice.kind == "local" else RunOptions.first_poll,
+        restore_by_regenerating=local,
+        first_poll=LOCAL_FIRST_POLL if local else RunOptions.first_poll,
+        first_training_poll=LOCAL_FIRST_POLL if local else RunOptions.first_training_poll,
         budget=settings.budget,
         estimates=estimates,
     )
@@ -362,6 +371,7 @@ async def _run(
     live = choose_live(sys.stderr, os.environ)
     console = Console(stderr=True)  # rich honours NO_COLOR itself
     total = len(result.pending) + (result.count(State.UNCHANGED) if options.force else 0)
+    total += len(result.new_trainings)
     async with open_client(choice, os.environ, timeout=request_timeout) as client:
         progress = Progress(total, console=console, live=live)
         runner = Runner(
@@ -443,12 +453,13 @@ def _make_plan(
     select: Sequence[str],
     lock: Lockfile | None = None,
 ) -> Plan:
-    return make_plan(
-        [item for collection in collections for item in collection.items],
+    return plan_collections(
+        collections,
         read_lock(root / settings.lockfile) if lock is None else lock,
         backend=choice.kind,
         output_dir=root / settings.output,
         stat_cache=StatCache.load(root / STATE_DIR),
+        remote_default=settings.remote_collection,
         select=select,
         output_label=settings.output,
     )

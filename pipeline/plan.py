@@ -8,6 +8,12 @@ what decides its pixels, `request_of()`:
     loras             trained model ids (and scales) applied
     prompt, negative_prompt, seed, width, height, outputs
     params            every other model input, verbatim
+    image, strength, referenceImages   the sha256 of each local input file (never its path)
+A LoRA trained from the manifests (`lora: <training name>`) is `{"training": <its fingerprint>}`:
+the training images' hashes, the model type, the preset and the parameters, so retraining
+regenerates what uses it. A `then:` chain gives every stage its own fingerprint, chained on the one
+before ({after, backend, model, params}); the item's fingerprint is the last stage's, and a
+changed step reruns from the last stage still locked (its asset ids), not from the start.
 Absent optional inputs are left out rather than written as null, so adding an optional input to
 the format does not change existing fingerprints. Not in it: the collection name, the item's file,
 its position, comments, key order, YAML formatting: moving or renaming an item costs nothing.
@@ -33,7 +39,7 @@ from typing import Any
 
 from pipeline.errors import InvalidInput, Location, Problem
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord
-from pipeline.manifest import Item
+from pipeline.manifest import Collection, Item, Lora, Training
 from pipeline.state import StatCache
 
 RECIPE_VERSION = 1
@@ -63,6 +69,29 @@ class PlanEntry:
     fingerprint: str | None = None
     locked: LockEntry | None = None  # the lock entry this item matches (for moved: the old one)
     moved_from: str | None = None
+    stages: tuple[str, ...] = ()  # every stage's fingerprint: the generation, then each step
+    resume: int = 0  # stages reused from the lock (their results' asset ids are locked)
+
+
+@dataclass(frozen=True)
+class TrainingEntry:
+    """A `train:` entry: `new` until the lock has its fingerprint, then `unchanged`."""
+
+    name: str
+    state: State
+    training: Training
+    fingerprint: str
+    model_id: str | None  # the locked model ("" on the local backend), None when not trained
+    users: tuple[str, ...] = ()  # the items (selected) that use it
+
+
+@dataclass(frozen=True)
+class CollectionSync:
+    """A collection kept in step with a Scenario collection (`remote_collection: true`)."""
+
+    name: str
+    remote_id: str | None  # None until created
+    to_add: tuple[str, ...]  # items whose outputs are not in it yet
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,8 @@ class Plan:
     entries: tuple[PlanEntry, ...]
     backend: str
     hashed: Mapping[str, tuple[os.stat_result, str]] = field(default_factory=dict)
+    trainings: tuple[TrainingEntry, ...] = ()
+    collections: tuple[CollectionSync, ...] = ()
 
     def count(self, state: State) -> int:
         return sum(1 for entry in self.entries if entry.state is state)
@@ -80,9 +111,59 @@ class Plan:
     def pending(self) -> list[PlanEntry]:
         return [entry for entry in self.entries if entry.state in PENDING]
 
+    @property
+    def new_trainings(self) -> list[TrainingEntry]:
+        return [training for training in self.trainings if training.state is State.NEW]
 
-def request_of(item: Item, backend: str) -> dict[str, Any]:
-    """The canonical description of what decides an item's pixels (see the module docstring)."""
+    @property
+    def out_of_step(self) -> list[CollectionSync]:
+        """Remote collections to create, or to add outputs to."""
+        return [sync for sync in self.collections if sync.to_add or sync.remote_id is None]
+
+    @property
+    def has_work(self) -> bool:
+        """True when a run would do anything: items, trainings, remote collections."""
+        return bool(self.pending or self.new_trainings or self.out_of_step)
+
+
+def training_fingerprint(training: Training, backend: str) -> str:
+    """What decides a trained model: its images' content (in any order), type, preset, params."""
+    return fingerprint_of(
+        {
+            "training": {
+                "backend": backend,
+                "type": training.type,
+                "preset": training.preset,
+                "params": dict(training.params),
+                "images": sorted({image.sha256 for image in training.images}),
+            }
+        }
+    )
+
+
+def stage_fingerprints(item: Item, request: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fingerprint of each stage: the generation's (the request's), then each step's."""
+    stages = [fingerprint_of(request)]
+    for step in item.steps:
+        after = {"after": stages[-1], "backend": request["backend"], "model": step.model}
+        stages.append(fingerprint_of({**after, "params": dict(step.params)}))
+    return tuple(stages)
+
+
+def locked_request(item: Item, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The request the lock records: the generation's, and the chain's steps when there are."""
+    if not item.steps:
+        return dict(request)
+    steps = [{"model": step.model, "params": dict(step.params)} for step in item.steps]
+    return {**request, "then": steps}
+
+
+def request_of(
+    item: Item, backend: str, trainings: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The canonical description of what decides an item's generation (module docstring).
+
+    `trainings`: the fingerprint of each training a LoRA may name."""
     request: dict[str, Any] = {
         "backend": backend,
         "model": item.model,
@@ -91,10 +172,7 @@ def request_of(item: Item, backend: str) -> dict[str, Any]:
         "outputs": item.outputs,
     }
     if item.loras:
-        request["loras"] = [
-            lora.model if lora.scale is None else {"model": lora.model, "scale": lora.scale}
-            for lora in item.loras
-        ]
+        request["loras"] = [_lora_request(lora, trainings) for lora in item.loras]
     optional = {
         "negative_prompt": item.negative_prompt,
         "width": item.width,
@@ -103,7 +181,20 @@ def request_of(item: Item, backend: str) -> dict[str, Any]:
     request.update({name: value for name, value in optional.items() if value is not None})
     if item.params:
         request["params"] = dict(item.params)
+    if item.image is not None:
+        request["image"] = item.image.sha256
+    if item.strength is not None:
+        request["strength"] = item.strength
+    if item.reference_images:
+        request["referenceImages"] = [file.sha256 for file in item.reference_images]
     return request
+
+
+def _lora_request(lora: Lora, trainings: Mapping[str, str] | None) -> Any:
+    if lora.training is not None:
+        trained = {"training": (trainings or {}).get(lora.training, lora.training)}
+        return trained if lora.scale is None else {**trained, "scale": lora.scale}
+    return lora.model if lora.scale is None else {"model": lora.model, "scale": lora.scale}
 
 
 def fingerprint_of(request: Mapping[str, Any]) -> str:
@@ -128,13 +219,17 @@ def make_plan(
     collections: Iterable[str] | None = None,
     select: Sequence[str] = (),
     output_label: str = "output",
+    trainings: Sequence[Training] = (),
+    remote: Iterable[str] = (),
 ) -> Plan:
-    """Classify every item, and every orphaned lock entry.
+    """Classify every item, and every orphaned lock entry; list trainings and remote collections.
 
     `collections` limits the orphans to those collections, for when only some manifests were
     loaded; None (all manifests loaded) makes every locked item missing from `items` an orphan.
+    `remote`: the collections kept in step with a Scenario collection.
     """
     _check_file_names(items)
+    fps = {training.name: training_fingerprint(training, backend) for training in trainings}
     loaded = None if collections is None else set(collections)
     current = {item.key for item in items}
     orphans = _Orphans(
@@ -146,14 +241,83 @@ def make_plan(
     )
     hashed: dict[str, tuple[os.stat_result, str]] = {}
     files = _Files(output_dir, output_label, stat_cache, hashed)
-    entries = [_classify(item, lock, orphans, backend, files) for item in items]
+    entries = [_classify(item, lock, orphans, backend, files, fps) for item in items]
     entries += [
         PlanEntry(key, State.ORPHANED, ("no longer in the manifests",), locked=entry)
         for key, entry in sorted(orphans.entries.items())
     ]
     if select:
         entries = _select(entries, select)
-    return Plan(tuple(entries), backend, hashed)
+    users: dict[str, list[str]] = {}
+    for entry in entries:
+        for lora in entry.item.loras if entry.item else ():
+            if lora.training is not None:
+                users.setdefault(lora.training, []).append(entry.key)
+    planned = tuple(
+        TrainingEntry(
+            training.name,
+            State.UNCHANGED if fps[training.name] in lock.trainings else State.NEW,
+            training,
+            fps[training.name],
+            lock.trainings.get(fps[training.name]),
+            tuple(users.get(training.name, ())),
+        )
+        for training in trainings
+        if not select or training.name in users
+    )
+    return Plan(tuple(entries), backend, hashed, planned, _syncs(entries, lock, set(remote)))
+
+
+def plan_collections(
+    collections: Sequence[Collection],
+    lock: Lockfile,
+    *,
+    backend: str,
+    output_dir: Path,
+    stat_cache: StatCache,
+    remote_default: bool = False,
+    select: Sequence[str] = (),
+    output_label: str = "output",
+) -> Plan:
+    """`make_plan` of loaded manifests: their items, trainings and remote collections (a
+    manifest's `remote_collection:`, else `remote_default`, pipeline.yaml's)."""
+    return make_plan(
+        [item for collection in collections for item in collection.items],
+        lock,
+        backend=backend,
+        output_dir=output_dir,
+        stat_cache=stat_cache,
+        select=select,
+        output_label=output_label,
+        trainings=[training for collection in collections for training in collection.trainings],
+        remote=[
+            collection.name
+            for collection in collections
+            if (remote_default if collection.remote is None else collection.remote)
+        ],
+    )
+
+
+def _syncs(
+    entries: Sequence[PlanEntry], lock: Lockfile, remote: set[str]
+) -> tuple[CollectionSync, ...]:
+    by_collection: dict[str, list[PlanEntry]] = {}
+    for entry in entries:
+        if entry.item is not None and entry.item.collection in remote:
+            by_collection.setdefault(entry.item.collection, []).append(entry)
+    syncs = []
+    for name, members in sorted(by_collection.items()):
+        remote_id = lock.collections.get(name)
+        to_add = tuple(
+            entry.key
+            for entry in members
+            if entry.locked is None
+            or entry.state is not State.UNCHANGED
+            or remote_id is None
+            or entry.locked.remote_collection != remote_id
+        )
+        syncs.append(CollectionSync(name, remote_id, to_add))
+    return tuple(syncs)
 
 
 def _classify(
@@ -162,36 +326,79 @@ def _classify(
     orphans: _Orphans,
     backend: str,
     files: _Files,
+    trainings: Mapping[str, str],
 ) -> PlanEntry:
     locked = lock.items.get(item.key)
     if locked is None:
-        moved = orphans.claim(item, backend)
+        moved = orphans.claim(item, backend, trainings)
+        request = request_of(moved[2] if moved else item, backend, trainings)
         if moved is None:
-            request = request_of(item, backend)
-            return PlanEntry(item.key, State.NEW, (), item, request, fingerprint_of(request))
+            stages = stage_fingerprints(item, request)
+            record = locked_request(item, request)
+            return PlanEntry(item.key, State.NEW, (), item, record, stages[-1], stages=stages)
         old_key, locked, item = moved
-        request = request_of(item, backend)
+        stages = stage_fingerprints(item, request)
         return PlanEntry(
             item.key,
             State.MISSING,
             (f"moved from {old_key}",),
             item,
-            request,
+            locked_request(item, request),
             locked.fingerprint,
             locked,
             moved_from=old_key,
+            stages=stages,
+            resume=_resume(stages, locked, item.outputs),
         )
     if item.seed_derived and locked.seed_derived and item.seed != locked.request.get("seed"):
         # A derived seed depends on the collection name; keep the one already paid for.
         item = replace(item, seed=locked.request["seed"])
-    request = request_of(item, backend)
-    fingerprint = fingerprint_of(request)
+    request = request_of(item, backend, trainings)
+    stages = stage_fingerprints(item, request)
+    fingerprint = stages[-1]
+    record = locked_request(item, request)
     if fingerprint != locked.fingerprint:
-        reasons = differences(locked.request, request) or ("recipe",)
-        return PlanEntry(item.key, State.CHANGED, reasons, item, request, fingerprint, locked)
-    problems = files.check(locked)
+        reasons = differences(locked.request, record) or ("recipe",)
+        resume = _resume(stages, locked, item.outputs)
+        return PlanEntry(
+            item.key, State.CHANGED, reasons, item, record, fingerprint, locked, stages=stages,
+            resume=resume,
+        )  # fmt: skip
+    problems = files.check(locked) + _unkept(item, locked, files.label)
+    if not problems and item.caption and any(r.caption is None for r in locked.outputs):
+        return PlanEntry(
+            item.key, State.CHANGED, ("caption",), item, record, fingerprint, locked,
+            stages=stages, resume=_resume(stages, locked, item.outputs),
+        )  # fmt: skip
     state = State.MISSING if problems else State.UNCHANGED
-    return PlanEntry(item.key, state, tuple(problems), item, request, fingerprint, locked)
+    return PlanEntry(
+        item.key, state, tuple(problems), item, record, fingerprint, locked, stages=stages,
+        resume=_resume(stages, locked, item.outputs),
+    )  # fmt: skip
+
+
+def _resume(stages: Sequence[str], locked: LockEntry, outputs: int) -> int:
+    """How many leading stages the lock holds, with every result's asset id: a run starts there."""
+    old = [stage.fingerprint for stage in locked.stages] + [locked.fingerprint]
+    ids = [stage.asset_ids for stage in locked.stages]
+    ids.append(tuple(record.asset_id or "" for record in locked.outputs))
+    reused = 0
+    for k, fingerprint in enumerate(stages):
+        if k >= len(old) or old[k] != fingerprint or len(ids[k]) != outputs or not all(ids[k]):
+            break
+        reused = k + 1
+    return reused
+
+
+def _unkept(item: Item, locked: LockEntry, label: str) -> list[str]:
+    """The `keep: true` results the lock has no file for yet (the files are checked with the
+    outputs)."""
+    reasons = []
+    for k, step in enumerate(item.steps[:-1]):
+        stage = locked.stages[k + 1] if k + 1 < len(locked.stages) else None
+        if step.keep and (stage is None or len(stage.kept) != item.outputs):
+            reasons.append(f"then[{k}] ({step.name}) result is not in {label}/ yet (keep: true)")
+    return reasons
 
 
 class _Orphans:
@@ -205,20 +412,26 @@ class _Orphans:
             if entry.seed_derived:
                 self._derived_by_id.setdefault(key.partition("/")[2], []).append(key)
 
-    def claim(self, item: Item, backend: str) -> tuple[str, LockEntry, Item] | None:
+    def claim(
+        self, item: Item, backend: str, trainings: Mapping[str, str]
+    ) -> tuple[str, LockEntry, Item] | None:
         """The orphan this new item was moved from, removed from the orphans; None if none.
 
         A match is the same fingerprint or, for a derived seed (which depends on the collection
         name), the same id and request but the seed: that seed is then kept, not paid for again.
         """
-        found = self._by_fingerprint.get(fingerprint_of(request_of(item, backend)))
+
+        def fingerprint(item: Item) -> str:
+            return stage_fingerprints(item, request_of(item, backend, trainings))[-1]
+
+        found = self._by_fingerprint.get(fingerprint(item))
         if found is None and item.seed_derived:
             for key in self._derived_by_id.get(item.id, ()):
                 entry = self.entries.get(key)
                 if entry is None:
                     continue
                 adopted = replace(item, seed=entry.request.get("seed", item.seed))
-                if fingerprint_of(request_of(adopted, backend)) == entry.fingerprint:
+                if fingerprint(adopted) == entry.fingerprint:
                     found, item = key, adopted
                     break
         if found is None or found not in self.entries:
@@ -262,7 +475,19 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ..
         before, after = old.get(name), new.get(name)
         if before == after:
             continue
-        if name == "params" and isinstance(before, dict | None) and isinstance(after, dict | None):
+        if name == "then" and isinstance(before, list | None) and isinstance(after, list | None):
+            before, after = before or [], after or []
+            for k in range(max(len(before), len(after))):
+                was = before[k] if k < len(before) else None
+                now = after[k] if k < len(after) else None
+                if was != now:
+                    if isinstance(was, dict) and isinstance(now, dict):
+                        reasons += [f"then[{k}].{reason}" for reason in differences(was, now)]
+                    else:
+                        reasons.append(f"then[{k}]")
+        elif (
+            name == "params" and isinstance(before, dict | None) and isinstance(after, dict | None)
+        ):
             before, after = before or {}, after or {}
             reasons += [
                 f"params.{key}"
@@ -285,7 +510,7 @@ class _Files:
 
     def check(self, locked: LockEntry) -> list[str]:
         """Why the locked files are not all present and intact (empty when they are)."""
-        return [reason for record in locked.outputs if (reason := self._check(record))]
+        return [reason for record in locked.files() if (reason := self._check(record))]
 
     def _check(self, record: OutputRecord) -> str:
         # os.path on strings, not pathlib: this runs for every file on every no-op plan.

@@ -31,6 +31,21 @@ def plan_json(result: Plan, output: str, costs: CostReport | None) -> dict[str, 
         "counts": {state.value: result.count(state) for state in State},
         "pending": len(result.pending),
         "items": [_entry_json(entry, output) for entry in result.entries],
+        "trainings": [
+            {
+                "name": training.name,
+                "state": training.state.value,
+                "fingerprint": training.fingerprint,
+                "model_id": training.model_id or None,
+                "images": [image.path for image in training.training.images],
+                "used_by": list(training.users),
+            }
+            for training in result.trainings
+        ],
+        "remote_collections": [
+            {"collection": sync.name, "id": sync.remote_id or None, "to_add": list(sync.to_add)}
+            for sync in result.collections
+        ],
     }
     if costs is not None:
         priced = {item.key: item for item in costs.items}
@@ -43,6 +58,13 @@ def plan_json(result: Plan, output: str, costs: CostReport | None) -> dict[str, 
                     "shared_with": item.shared_with,
                     "in_flight": item.in_flight,
                 }
+                if len(item.stages) > 1:
+                    entry["cost"]["stages"] = dict(item.stages)
+        trained = {training.name: training for training in costs.trainings}
+        for training in doc["trainings"]:
+            price = trained.get(training["name"])
+            if price is not None:
+                training["cost"] = {"units": price.units, "error": price.error}
         doc["cost"] = {
             "total": costs.total,
             "unpriced": len(costs.unpriced),
@@ -67,7 +89,19 @@ def _entry_json(entry: PlanEntry, output: str) -> dict[str, Any]:
         data["moved_from"] = entry.moved_from
     if entry.item is not None:
         data["seed"] = entry.item.seed
+        if entry.item.steps and entry.state is State.CHANGED:
+            data["rerun_from"] = _stage_name(entry, entry.resume)
     return data
+
+
+def _stage_name(entry: PlanEntry, stage: int) -> str:
+    """`generation` for stage 0, else the step's `then[k] (name)`."""
+    assert entry.item is not None
+    if stage == 0:
+        return "generation"
+    if stage > len(entry.item.steps):
+        return "nothing (the results are locked)"
+    return f"then[{stage - 1}] ({entry.item.steps[stage - 1].name})"
 
 
 def plan_lines(result: Plan, output: str) -> list[str]:
@@ -80,21 +114,39 @@ def plan_lines(result: Plan, output: str) -> list[str]:
     orphans = result.count(State.ORPHANED)
     tail = f"; {orphans} orphaned" if orphans else ""
     lines = [f"plan: {total} item{plural(total)}: {counts}{tail}"]
+    for training in result.new_trainings:
+        state = training.state
+        label = click.style(f"{state.value:<9}", fg=_COLOURS.get(state, "magenta"))
+        used = len(training.users)
+        what = f"{len(training.training.images)} images, {training.training.type}"
+        lines.append(f"  {label} train {training.name} ({what}; used by {used} item{plural(used)})")
     shown = [entry for entry in result.entries if entry.state is not State.UNCHANGED]
     width = max((len(entry.key) for entry in shown[:SHOWN_LINES]), default=0)
     for entry in shown[:SHOWN_LINES]:
         label = click.style(f"{entry.state.value:<9}", fg=_COLOURS.get(entry.state, "magenta"))
         reasons = ", ".join(entry.reasons)
+        if entry.state is State.CHANGED and entry.item is not None and entry.item.steps:
+            reasons += f"; reruns from {_stage_name(entry, entry.resume)}"
         lines.append(f"  {label} {entry.key:<{width}}  {reasons}".rstrip())
+    for sync in result.out_of_step:
+        made = "" if sync.remote_id is not None else "create it, "
+        count = len(sync.to_add)
+        lines.append(
+            f"  remote collection {sync.name}: {made}add the outputs of {count} item{plural(count)}"
+        )
     if len(shown) > SHOWN_LINES:
         lines.append(
             f"  ... and {len(shown) - SHOWN_LINES} more (`pipeline plan --json` lists all)"
         )
     pending = len(result.pending)
-    if pending:
+    trainings = len(result.new_trainings)
+    if pending or trainings:
+        also = f", after {trainings} training{plural(trainings)}" if trainings else ""
         lines.append(
-            f"next: `pipeline run` would generate or restore {pending} item{plural(pending)}"
+            f"next: `pipeline run` would generate or restore {pending} item{plural(pending)}" + also
         )
+    elif result.out_of_step:
+        lines.append("next: `pipeline run` would bring the remote collections in step")
     else:
         lines.append(f"nothing to do: every output in {output}/ is up to date")
     if orphans:
@@ -109,6 +161,11 @@ def cost_lines(costs: CostReport, *, charged: bool, budget: float | None = None)
         click.style(f"  cannot price {item.key}: {item.error}", fg="red")
         for item in costs.items
         if item.error is not None
+    ]
+    lines += [
+        click.style(f"  cannot price training {training.name}: {training.error}", fg="red")
+        for training in costs.trainings
+        if training.error is not None
     ]
     notes = []
     shared = sum(1 for item in costs.items if item.shared_with)
@@ -125,8 +182,11 @@ def cost_lines(costs: CostReport, *, charged: bool, budget: float | None = None)
         notes.append("the local emulator's prices: nothing is charged")
     count = len(costs.items)
     tail = f" ({'; '.join(notes)})" if notes else ""
+    trainings = len(costs.trainings)
+    also = f" and {trainings} training{plural(trainings)}" if trainings else ""
     lines.append(
-        f"estimated cost: {costs.total:g} creative units for {count} item{plural(count)}{tail}"
+        f"estimated cost: {costs.total:g} creative units for {count} item{plural(count)}"
+        f"{also}{tail}"
     )
     return lines
 
@@ -152,6 +212,14 @@ def report_json(report: RunReport) -> dict[str, Any]:
             }
             for r in report.results
         ],
+        "trainings": [
+            {
+                "name": r.key.removeprefix("train/"),
+                "state": "trained" if r.outcome is Outcome.GENERATED else r.outcome.value,
+                "error": str(r.error) if r.error else None,
+            }
+            for r in report.trainings
+        ],
     }
 
 
@@ -166,6 +234,10 @@ def report_lines(report: RunReport, *, charged: bool) -> list[str]:
     skipped = report.count(Outcome.SKIPPED)
     if skipped:
         parts.append(f"{skipped} not started")
+    trained = sum(1 for r in report.trainings if r.outcome is Outcome.GENERATED)
+    if report.trainings:
+        failed = len(report.trainings) - trained
+        parts.append(f"{trained} trained" + (f" ({failed} training(s) failed)" if failed else ""))
     if report.spent:
         what = "spent" if charged else "as priced by the local emulator; nothing charged"
         parts.append(f"{report.spent:g} creative units {what}")

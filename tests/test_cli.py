@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 from tests.conftest import WriteFile
+from tests.e2e import copy_examples
 from tests.helpers import settle
 
 EXAMPLES = Path(__file__).parent.parent / "manifests"
@@ -22,10 +22,8 @@ def run(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
 
 @pytest.fixture
 def game(repo: Path) -> Path:
-    """A copy of the example game's manifests."""
-    for manifest in EXAMPLES.glob("*.yaml"):
-        shutil.copy(manifest, repo / "manifests" / manifest.name)
-    return repo
+    """A copy of the example game's manifests and input files."""
+    return copy_examples(repo)
 
 
 def test_validate_accepts_the_examples(game: Path) -> None:
@@ -72,8 +70,13 @@ def test_plan_on_a_fresh_clone_lists_everything_as_new(game: Path) -> None:
         "built-in emulator)"
     )
     assert lines[1] == "plan: 21 items: 21 new, 0 changed, 0 missing, 0 unchanged"
-    assert lines[2].split() == ["new", "characters/knight-neutral"]
-    assert lines[-1] == "next: `pipeline run` would generate or restore 21 items"
+    assert lines[2].split() == [
+        "new", "train", "ember-pixel", "(6", "images,", "flux.2-dev-lora;", "used", "by", "9",
+        "items)",
+    ]  # fmt: skip
+    assert lines[3].split() == ["new", "characters/knight-neutral"]
+    assert lines[-2] == "  remote collection characters: create it, add the outputs of 7 items"
+    assert lines[-1] == "next: `pipeline run` would generate or restore 21 items, after 1 training"
 
 
 def test_plan_check_exits_1_while_anything_is_pending(game: Path) -> None:
