@@ -63,6 +63,7 @@ def resolve_backend(
 
 
 LOCAL_JOB_DURATION = "fixed:0.2"  # placeholder art is quick; long enough to show progress
+LOCAL_TRAINING_DURATION = "fixed:1"  # a placeholder LoRA: nothing to learn
 LOCAL_FIRST_POLL = 0.25
 
 
@@ -70,7 +71,9 @@ def local_emulator() -> Emulator:
     """The in-process emulator that serves the `local` backend."""
     from pipeline.emulator import Emulator, EmulatorConfig  # here: `plan` never needs it
 
-    return Emulator(EmulatorConfig(job_duration=LOCAL_JOB_DURATION))
+    return Emulator(
+        EmulatorConfig(job_duration=LOCAL_JOB_DURATION, training_duration=LOCAL_TRAINING_DURATION)
+    )
 
 
 def open_client(

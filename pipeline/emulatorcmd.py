@@ -31,6 +31,12 @@ from pipeline.console import say
     help="Seconds per job: N, fixed:N, uniform:A,B or lognormal:MU,SIGMA.",
 )
 @click.option(
+    "--training-duration",
+    default="10",
+    show_default=True,
+    help="Seconds a model training takes (the same forms).",
+)
+@click.option(
     "--parallel-cap",
     type=click.IntRange(min=1),
     default=None,
@@ -60,6 +66,7 @@ def emulator(
     state_dir: Path | None,
     seed: int | None,
     job_duration: str,
+    training_duration: str,
     parallel_cap: int | None,
     rate_limit: float | None,
     bill_factor: float,
@@ -78,6 +85,7 @@ def emulator(
             api_key=key,
             api_secret=secret,
             job_duration=job_duration,
+            training_duration=training_duration,
             parallel_cap=parallel_cap,
             rate_limit=rate_limit,
             bill_factor=bill_factor,

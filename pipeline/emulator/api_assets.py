@@ -69,6 +69,7 @@ def routes(emu: Emulator) -> list[Route]:
                 hint="the emulator does not render canvas; send the image itself",
             )
         data, facts = decode_image(image, 'Invalid "image"', raw_base64=True)
+        emu.stats.record_upload(data)
         collection_ids = _ids(body, "collectionIds") if "collectionIds" in body else []
         targets = [collection(i) for i in collection_ids]
         asset = store.upload(

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from pipeline.emulator import catalogue, schema
 from pipeline.emulator.faults import format_retry_after
 from pipeline.emulator.middleware import fault_plan
-from pipeline.emulator.records import TERMINAL, JobRecord
+from pipeline.emulator.records import TERMINAL, AssetRecord, JobRecord
 from pipeline.emulator.stats import request_key
 from pipeline.emulator.wire import (
     AUTHOR_ID,
@@ -153,7 +153,9 @@ def routes(emu: Emulator) -> list[Route]:
             duration=0.0,
             inputs=body,
             cost=float(len(images)),
+            output={"captions": captions},
         )
+        stats.record_paid("caption", body, float(len(images)))
         store.add_job(job)
         store.job(job.id)
         result: dict[str, Any] = {"captions": captions, "job": job_json(job, now), **envelope}
@@ -280,9 +282,25 @@ def _caption(emu: Emulator, item: Any, where: str, body: dict[str, Any]) -> str:
         if asset is None or asset.deleted is not None:
             raise bad_request(f'Invalid {where}: asset "{item}" not found')
         emu.store.content(asset)
-        prompt = str(asset.metadata.get("prompt", "")).strip().rstrip(".")
-        subject = prompt or f"an uploaded picture named {asset.metadata.get('name', asset.id)}"
-        text = f"{subject}, {asset.width}x{asset.height}"
+        text = f"{_subject(emu, asset)}, {asset.width}x{asset.height}"
     if body.get("detailsLevel") == "action+style":
         text += ", flat placeholder style with simple shapes"
     return text[0].upper() + text[1:]
+
+
+def _subject(emu: Emulator, asset: AssetRecord) -> str:
+    """What a picture shows: its prompt, else (a post-processed result) its source's."""
+    seen: set[str] = set()
+    while asset.id not in seen:
+        seen.add(asset.id)
+        prompt = str(asset.metadata.get("prompt", "")).strip().rstrip(".")
+        if prompt:
+            return prompt
+        parent = asset.metadata.get("image") or asset.metadata.get("parentId")
+        found = emu.store.assets.get(parent) if isinstance(parent, str) else None
+        if found is None:
+            break
+        asset = found
+    if asset.source == "uploaded":
+        return f"an uploaded picture named {asset.metadata.get('name', asset.id)}"
+    return "a picture"

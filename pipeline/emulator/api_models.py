@@ -7,6 +7,7 @@ job, and the model reads `training` until the job ends, then `trained` (usable a
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from pipeline.emulator.api_generate import DRY_RUN_STATUS, dry_run
 from pipeline.emulator.catalogue import CATALOGUE, CATALOGUE_DATE, FLUX, LORA_TYPES, CatalogueModel
 from pipeline.emulator.files import signed_url
+from pipeline.emulator.middleware import fault_plan
 from pipeline.emulator.records import JobRecord, ModelRecord, TrainingImage
 from pipeline.emulator.schema import decode_image
 from pipeline.emulator.wire import (
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
 TRAINABLE_TYPES = (*LORA_TYPES, "flux.1-lora", "qwen-image-lora", "zimage-lora")
 MAX_TRAINING_IMAGES_PER_CALL = 10
 _STAGES = {"queued": "queued-for-train", "in-progress": "running-train"}
+
+
+TRAINING_ERROR = "Training diverged: the loss did not converge on these images"
+TRAINING_HINT = "use more images (10 to 30) with one consistent style, or lower learningRate"
 
 
 def train_cost(images: int) -> float:
@@ -211,16 +217,28 @@ def routes(emu: Emulator) -> list[Route]:
         body = await json_body(request)
         job_id = store.new_id("job")
         rng = random.Random(f"{emu.seed}:{job_id}")
+        failed = "job_failure" in fault_plan(request.scope)
+        if failed:
+            emu.stats.record_fault("job_failure")
         job = JobRecord(
             id=job_id,
             job_type="flux-model-training" if model.type.startswith("flux") else "model-training",
             model_id=model.id,
             created=emu.clock(),
             duration=emu.training_duration.sample(rng),
+            outcome="failure" if failed else "success",
             inputs={"parameters": body.get("parameters", {})},
             cost=train_cost(count),
             output_model_id=model.id,
+            error=TRAINING_ERROR if failed else "",
+            hint=TRAINING_HINT if failed else "",
         )
+        images = sorted(
+            hashlib.sha256(store.content(store.assets[t.asset_id])).hexdigest()
+            for t in model.training_images
+        )
+        work = {"type": model.type, "images": images, "parameters": body.get("parameters", {})}
+        emu.stats.record_paid("training", work, train_cost(count))
         store.add_job(job)
         model.job_id = job.id
         model.parameters = dict(body.get("parameters") or {})

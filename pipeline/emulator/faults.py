@@ -54,7 +54,8 @@ class Faults:
       truncate              downloads: send only the first half of the file
       expire                assets: hand out signed URLs that have already expired;
                             downloads: reject a valid URL as expired (403)
-      job_failure           generate: the job ends in `failure` with metadata.error and .hint
+      job_failure           generate: the job ends in `failure` with metadata.error and .hint;
+                            models: a training (PUT /models/{id}/train) ends `failed` so
       stuck                 generate: the job reaches `in-progress` and never leaves it (until
                             canceled), like a job lost by a worker
     retry_after: the Retry-After sent on 429 and 503 answers (seconds, any value, even absurd

@@ -74,6 +74,7 @@ class JobRecord(Record):
     canceled_at: float | None = None
     asset_ids: list[str] = field(default_factory=list)
     output_model_id: str | None = None
+    output: Any = None  # a text result (a caption job's captions), in metadata.output
     settled: bool = False  # terminal side effects (outputs, model status) applied
     stuck: bool = False  # the `stuck` fault: in progress forever, unless canceled
 

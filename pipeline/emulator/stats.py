@@ -31,6 +31,8 @@ class Stats:
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.generates: Counter[str] = Counter()
+        self.paid: Counter[str] = Counter()  # trainings and captions: "<kind>:<request key>"
+        self.uploads: Counter[str] = Counter()  # sha256 of each uploaded file's bytes
         self.faults: Counter[str] = Counter()
         self.jobs_created = 0
         self.billed = 0.0  # creative units billed by paid generations
@@ -43,6 +45,8 @@ class Stats:
         self.requests.clear()
         self.statuses.clear()
         self.generates.clear()
+        self.paid.clear()
+        self.uploads.clear()
         self.faults.clear()
         self.jobs_created = 0
         self.billed = 0.0
@@ -67,6 +71,25 @@ class Stats:
         """An accepted, paid generate call (see `request_key`) and the units it billed."""
         self.generates[key] += 1
         self.billed += units
+
+    def record_paid(self, kind: str, body: Mapping[str, Any], units: float) -> None:
+        """An accepted paid call other than a generation (`training`, `caption`): equal
+        bodies (a training's: its images' content and parameters) are the same paid work."""
+        self.paid[f"{kind}:{request_key(kind, body)}"] += 1
+        self.billed += units
+
+    def record_upload(self, data: bytes) -> None:
+        """An asset uploaded: the same bytes twice is a duplicate upload."""
+        self.uploads[hashlib.sha256(data).hexdigest()] += 1
+
+    @property
+    def duplicate_paid(self) -> int:
+        """Trainings and captions paid more than once for the same work."""
+        return sum(count - 1 for count in self.paid.values())
+
+    @property
+    def duplicate_uploads(self) -> int:
+        return sum(count - 1 for count in self.uploads.values())
 
     def job_started(self, job_id: str, start: float, end: float) -> None:
         """A generation job now in flight until `end` (its planned terminal time)."""
@@ -134,6 +157,10 @@ class Stats:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "generates": dict(sorted(self.generates.items())),
             "duplicate_generates": self.duplicate_generates,
+            "paid": dict(sorted(self.paid.items())),
+            "duplicate_paid": self.duplicate_paid,
+            "uploads": dict(sorted(self.uploads.items())),
+            "duplicate_uploads": self.duplicate_uploads,
             "jobs_created": self.jobs_created,
             "billed": self.billed,
             "rate_limited": self.rate_limited,

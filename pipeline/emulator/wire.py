@@ -168,6 +168,8 @@ def job_json(job: JobRecord, now: float) -> dict[str, Any]:
         metadata["hint"] = job.hint
     if job.output_model_id:
         metadata["outputModelId"] = job.output_model_id
+    if snap.status == "success" and job.output is not None:
+        metadata["output"] = job.output
     return {
         "jobId": job.id,
         "jobType": job.job_type,
