@@ -45,6 +45,7 @@ __all__ = ["DEFAULT_BASE_URL", "ApiClient", "Credentials", "DryRun", "base_url_f
 DEFAULT_TIMEOUT = httpx.Timeout(60, connect=5)
 USER_AGENT = f"pipeline/{__version__}"
 COLLECTION_BATCH = 49  # the most asset ids PUT /collections/{id}/assets takes at once
+TRAINING_BATCH = 10  # the most asset ids POST /models/{id}/training-images takes at once
 # Failures that happen before a byte of the request left: sending again is always safe.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -161,6 +162,32 @@ class ApiClient:
             raise reply.malformed(f"unusable nextPaginationToken {following!r}")
         return jobs, following
 
+    async def list_assets_page(
+        self,
+        token: str | None = None,
+        *,
+        types: Sequence[str] | None = None,
+        created_after: str | None = None,
+        page_size: int = 100,
+    ) -> tuple[list[wire.Asset], str | None]:
+        """One page of assets, newest first (`created_after` bounds them), and the next token."""
+        query: dict[str, Any] = {
+            "pageSize": page_size,
+            "types": ",".join(types) if types else None,
+            "sortBy": "createdAt",
+            "sortDirection": "desc",
+            "createdAfter": created_after,
+            "paginationToken": token,
+        }
+        reply = await self._call("GET", "/assets", params=query)
+        assets = reply.get("assets", list[wire.Asset])
+        following = reply.body.get("nextPaginationToken")
+        if not following:
+            return assets, None
+        if not isinstance(following, str) or following == token:
+            raise reply.malformed(f"unusable nextPaginationToken {following!r}")
+        return assets, following
+
     async def cancel_job(self, job_id: str) -> wire.Job:
         """Ask for a job to be canceled; the job comes back as the server now sees it."""
         path = f"/jobs/{path_segment(job_id)}/action"
@@ -237,17 +264,33 @@ class ApiClient:
         path = f"/models/{path_segment(model_id)}/training-images"
         return (await self._call("POST", path, json=body)).get("trainingImage", wire.TrainingImage)
 
+    async def add_training_images(
+        self, model_id: str, asset_ids: Sequence[str], *, preset: str | None = None
+    ) -> wire.TrainingImage:
+        """Add up to 10 existing assets to a model's training set in one request."""
+        if not 1 <= len(asset_ids) <= TRAINING_BATCH:
+            raise ValueError(f"1 to {TRAINING_BATCH} asset ids per request, got {len(asset_ids)}")
+        body: dict[str, Any] = {"assetIds": list(asset_ids)}
+        if preset is not None:
+            body["preset"] = preset
+        path = f"/models/{path_segment(model_id)}/training-images"
+        return (await self._call("POST", path, json=body)).get("trainingImage", wire.TrainingImage)
+
     async def train(
         self,
         model_id: str,
         *,
         parameters: Mapping[str, Any] | None = None,
         dry_run: DryRun = False,
+        images_count: int | None = None,
     ) -> wire.TrainResult:
-        """Start training; a dry run (269) prices it and returns no job and no model."""
+        """Start training; a dry run (269) prices it and returns no job and no model.
+
+        `images_count`: on a dry run, price as if the model held that many images."""
         body = {} if parameters is None else {"parameters": dict(parameters)}
         path = f"/models/{path_segment(model_id)}/train"
-        reply = await self._call("PUT", path, json=body, dry_run=dry_run)
+        query = {"trainingImagesCount": images_count} if images_count is not None else None
+        reply = await self._call("PUT", path, params=query, json=body, dry_run=dry_run)
         if reply.dry:
             return wire.TrainResult(None, None, reply.cost())
         return wire.TrainResult(
@@ -269,6 +312,18 @@ class ApiClient:
         for start in range(0, len(asset_ids), COLLECTION_BATCH):
             batch = list(asset_ids[start : start + COLLECTION_BATCH])
             reply = await self._call("PUT", f"{path}/assets", json={"assetIds": batch})
+        return reply.get("collection", wire.Collection)
+
+    async def remove_from_collection(
+        self, collection_id: str, asset_ids: Sequence[str]
+    ) -> wire.Collection:
+        """Take assets out of a collection, at most 49 per request."""
+        path = f"/collections/{path_segment(collection_id)}"
+        if not asset_ids:
+            return (await self._call("GET", path)).get("collection", wire.Collection)
+        for start in range(0, len(asset_ids), COLLECTION_BATCH):
+            batch = list(asset_ids[start : start + COLLECTION_BATCH])
+            reply = await self._call("DELETE", f"{path}/assets", json={"assetIds": batch})
         return reply.get("collection", wire.Collection)
 
     async def caption(

@@ -49,10 +49,13 @@ class Target:
     path: Path
 
 
-def output_name(item: Item, index: int, mime_type: str) -> str:
-    """`<item>.png` for a single output, `<item>_<n>.png` (n from 1) for several."""
+def output_name(item: Item, index: int, mime_type: str, step: str | None = None) -> str:
+    """`<item>.png` for a single output, `<item>_<n>.png` (n from 1) for several; a kept
+    intermediate result of `then:` step `step` is `<item>.<step>.png` (`<item>_<n>.<step>.png`)."""
     extension = _FORMATS.get(mime_type, ("", ".png"))[1]
     stem = item.id if item.outputs == 1 else f"{item.id}_{index + 1}"
+    if step is not None:
+        stem = f"{stem}.{step}"
     return f"{item.collection}/{stem}{extension}"
 
 
@@ -130,6 +133,18 @@ def copy_output(source: Path, target: Target, record: OutputRecord) -> OutputRec
     return replace(record, file=target.rel)
 
 
+def job_assets(item: Item, job: Job, expected: int | None = None) -> list[str]:
+    """The asset ids a successful job made: as many as asked for (`item.outputs`) or a
+    DownloadError."""
+    ids = job.metadata.asset_ids
+    wanted = item.outputs if expected is None else expected
+    if len(ids) != wanted:
+        raise DownloadError(
+            job.job_id, f"the job made {len(ids)} asset(s); {wanted} were asked for"
+        )
+    return list(ids)
+
+
 @dataclass
 class Collector:
     """Puts outputs in place under `output`: a job's, or a missing item's from its lock records."""
@@ -144,15 +159,16 @@ class Collector:
 
     async def collect(self, item: Item, job: Job) -> list[OutputRecord]:
         """Every output of a successful job, verified and in place."""
-        ids = job.metadata.asset_ids
-        if len(ids) != item.outputs:
-            raise DownloadError(
-                job.job_id, f"the job made {len(ids)} asset(s); {item.outputs} were asked for"
-            )
+        return await self.collect_ids(item, job_assets(item, job))
+
+    async def collect_ids(
+        self, item: Item, ids: Sequence[str], step: str | None = None
+    ) -> list[OutputRecord]:
+        """These assets (one per output) verified and in place; `step`: as its kept result."""
         try:
             async with asyncio.TaskGroup() as group:  # one failing download cancels its siblings
                 tasks = [
-                    group.create_task(self._download(item, index, asset_id))
+                    group.create_task(self._download(item, index, asset_id, step))
                     for index, asset_id in enumerate(ids)
                 ]
         except ExceptionGroup as failed:  # the item fails with the first reason, not a group
@@ -160,13 +176,18 @@ class Collector:
         return [task.result() for task in tasks]
 
     async def restore(
-        self, item: Item, records: Sequence[OutputRecord], *, moved: bool
+        self,
+        item: Item,
+        records: Sequence[OutputRecord],
+        *,
+        moved: bool,
+        step: str | None = None,
     ) -> list[OutputRecord]:
         """Put a missing item's files back without a new generation: a moved item's from its
         old files, the rest by asset id (files still intact are kept as they are)."""
         restored = []
         for index, record in enumerate(records):
-            target = self.target(item, index, record.file)
+            target = self.target(item, index, record.file, step)
             if moved:
                 old = self.output / record.file
                 if old.is_file() and hash_file(old) == record.sha256:
@@ -177,33 +198,38 @@ class Collector:
                 continue
             if not record.asset_id:
                 raise DownloadError("?", f"{record.file} has no asset id to restore it from")
-            restored.append(await self._download(item, index, record.asset_id))
+            fetched = await self._download(item, index, record.asset_id, step)
+            restored.append(replace(fetched, caption=record.caption))  # the same asset's words
         return restored
 
-    def target(self, item: Item, index: int, name: str) -> Target:
+    def target(self, item: Item, index: int, name: str, step: str | None = None) -> Target:
         """Where output `index` of `item` goes, keeping the extension of `name`."""
         suffix = Path(name).suffix or ".png"
-        rel = output_name(item, index, "")
+        rel = output_name(item, index, "", step)
         rel = rel[: -len(Path(rel).suffix)] + suffix
         return Target(rel, self.output / rel)
 
-    async def _download(self, item: Item, index: int, asset_id: str) -> OutputRecord:
+    async def _download(
+        self, item: Item, index: int, asset_id: str, step: str | None = None
+    ) -> OutputRecord:
         """Fetch one asset into place, within the deadline (a server that trickles bytes
         forever stays under every read timeout); a failed download resolves the URL again."""
         try:
             async with asyncio.timeout(self.deadline):
-                return await self._download_attempts(item, index, asset_id)
+                return await self._download_attempts(item, index, asset_id, step)
         except TimeoutError:
             raise DownloadError(asset_id, f"not downloaded within {self.deadline:g} s") from None
 
-    async def _download_attempts(self, item: Item, index: int, asset_id: str) -> OutputRecord:
+    async def _download_attempts(
+        self, item: Item, index: int, asset_id: str, step: str | None
+    ) -> OutputRecord:
         attempt = 0
         while True:
             attempt += 1
             asset = await self.retry.call(
                 lambda: self.client.get_asset(asset_id), sleep=self.sleep, rng=self.rng
             )
-            target = self.target(item, index, output_name(item, index, asset.mime_type))
+            target = self.target(item, index, output_name(item, index, asset.mime_type), step)
             try:
                 return await fetch(self.client, asset, target, max_bytes=self.max_bytes)
             except (ApiError, DownloadError) as exc:

@@ -11,6 +11,7 @@
     │           └── ApiAuthError    401/403: credentials missing or wrong
     ├── JobFailed                   a job ended in `failure` or `canceled`
     ├── JobTimedOut                 a job was still running at the deadline (a rerun re-attaches)
+    ├── TrainingFailed              a `train:` model did not train: its items fail with the reason
     ├── DownloadError               an output could not be fetched or is not the announced image
     ├── WriteError                  an output or state file could not be written (disk full, ...)
     ├── RepoBusy                    another run holds this repo's lock
@@ -192,6 +193,15 @@ class JobTimedOut(PipelineError):
             f"job {job_id} still {status} after {seconds:.0f}s; rerun `pipeline run` later to "
             "collect it (it will not be paid again)"
         )
+
+
+class TrainingFailed(PipelineError):
+    """A model of `train:` did not reach `trained`; the items that use it fail with this."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"training {name!r} failed: {reason}")
 
 
 class DownloadError(PipelineError):

@@ -91,10 +91,15 @@ class Journal:
 
     def settle(self, locked: set[str]) -> int:
         """Forget the intents whose result is already in the lock (a run killed between writing
-        the lock and forgetting them leaves such); how many went."""
+        the lock and forgetting them leaves such); how many went. A step's intent for output
+        n is keyed `<fingerprint>.<n>`: it goes with its fingerprint."""
         if not self.folder.is_dir():
             return 0
-        stale = [path for path in self.folder.glob("*.json") if path.stem in locked]
+        stale = [
+            path
+            for path in self.folder.glob("*.json")
+            if path.stem in locked or path.stem.partition(".")[0] in locked
+        ]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)

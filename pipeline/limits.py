@@ -89,6 +89,43 @@ class RetryPolicy:
 
         return await retrying(attempt)
 
+    async def send_once(
+        self,
+        send: Callable[[], Awaitable[T]],
+        find: Callable[[], Awaitable[T | None]],
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_retry: Callable[[BaseException, float], None] | None = None,
+    ) -> T:
+        """A request that must take effect at most once (an upload, a training, a caption).
+
+        Retried as `call` retries, except that after a failure that may have reached the API
+        (no answer, a 5xx after sending) `find` looks for its effect first, and what it finds
+        is the answer: the request is never sent again while it may have worked.
+        """
+        chance = rng or random.Random()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await send()
+            except ApiError as exc:
+                if not exc.transient:
+                    raise
+                maybe_sent = bool(getattr(exc, "maybe_sent", False))
+                if attempt >= self.attempts:
+                    found = await find() if maybe_sent else None
+                    if found is None:
+                        raise
+                    return found
+                seconds = self.delay(attempt, exc, chance)
+                if on_retry is not None:
+                    on_retry(exc, seconds)
+                await sleep(seconds)
+                if maybe_sent and (found := await find()) is not None:
+                    return found
+
 
 class AdaptiveLimit:
     """A counting limit on jobs in flight whose size follows the account's hidden cap."""
@@ -208,9 +245,16 @@ class Spending:
 
     def __init__(self, budget: float | None, estimates: Mapping[str, float]) -> None:
         self.budget = budget
-        self.estimates = estimates
+        self.estimates = dict(estimates)
         self._charged: dict[str, float] = {}  # by fingerprint: billed, or estimated if unknown
         self._reserved = 0.0  # estimates of paid requests on their way
+        self._ratio = 1.0  # the most a bill has been above its estimate: later ones are held
+        # at the estimate times this, so a tier change or a surcharge stops the run in time
+
+    def price(self, key: str, units: float | None) -> None:
+        """A price learnt during the run (a dry run of a request that needed a result first)."""
+        if units is not None:
+            self.estimates[key] = units
 
     @property
     def spent(self) -> float:
@@ -225,6 +269,7 @@ class Spending:
             return 0.0
         if priced is None:
             raise BudgetReached(self.spent, self.budget, priced=None, maybe_paid=maybe_paid)
+        priced *= self._ratio
         # A resend replaces its own earlier charge: only what it could add is reserved, or two
         # resends in flight would each count the other twice (its charge and its reservation).
         units = max(0.0, priced - self._charged.get(fingerprint, 0.0))
@@ -244,6 +289,7 @@ class Spending:
         self._charged[fingerprint] = (
             self.estimates.get(fingerprint, 0.0) if billed is None else billed
         )
+        self._learn(fingerprint, billed)
 
     def unknown(self, fingerprint: str) -> None:
         """The request's outcome is unknown (it may have been paid): count its estimate, unless
@@ -254,3 +300,9 @@ class Spending:
         """A job's final billing, for a job this run paid for (others are not this run's)."""
         if fingerprint in self._charged:
             self._charged[fingerprint] = units
+            self._learn(fingerprint, units)
+
+    def _learn(self, fingerprint: str, billed: float | None) -> None:
+        estimate = self.estimates.get(fingerprint)
+        if billed is not None and estimate:
+            self._ratio = max(self._ratio, billed / estimate)

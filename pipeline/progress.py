@@ -19,7 +19,7 @@ from rich.text import Text
 
 from pipeline.report import Event
 
-_FINISHED = ("generated", "restored", "failed", "skipped")
+_FINISHED = ("generated", "restored", "trained", "failed", "skipped")
 _DETAILED = ("failed", "retry", "attached", "skipped")
 
 
@@ -111,6 +111,7 @@ class Progress:
             ", ",
             (f"{self._counts['failed']} failed", "red" if self._counts["failed"] else ""),
             f", {self._counts['skipped']} not started" if self._counts["skipped"] else "",
+            f", {self._counts['trained']} trained" if self._counts["trained"] else "",
             f", {len(self._in_flight)} in flight, ",
             (f"{self._retries} retr{'y' if self._retries == 1 else 'ies'}", "yellow"),
         )

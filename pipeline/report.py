@@ -47,6 +47,7 @@ class RunReport:
     seconds: float
     interrupted: bool = False
     spent: float = 0.0  # creative units this run paid, as the API billed them
+    trainings: list[ItemResult] = field(default_factory=list)  # keyed `train/<name>`
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for result in self.results if result.outcome is outcome)
@@ -56,6 +57,6 @@ class RunReport:
         """Items that failed, and items the budget kept from starting (they carry an error)."""
         return [
             ItemFailure(r.key, r.error, r.attempts)
-            for r in self.results
+            for r in [*self.trainings, *self.results]
             if r.outcome in (Outcome.FAILED, Outcome.SKIPPED) and r.error is not None
         ]

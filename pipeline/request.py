@@ -14,8 +14,8 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from pipeline.errors import ApiRejected, InvalidInput, Problem
-from pipeline.manifest import Item
+from pipeline.errors import ApiRejected, InvalidInput, Location, Problem
+from pipeline.manifest import Item, Step
 from pipeline.wire import Model, ModelInput
 
 # Manifest field -> wire input name, for the inputs with first-class names.
@@ -44,20 +44,34 @@ class ModelSchemas:
 
     async def of(self, item: Item) -> Model:
         """The schema of `item`'s model; InvalidInput (at `model:`) when there is none."""
-        future = self._models.get(item.model)
+        return await self.of_model(item.model, item.locate("model"))
+
+    async def of_model(self, model_id: str, where: Location) -> Model:
+        """The schema of `model_id`; InvalidInput at `where` when the backend has no such model."""
+        future = self._models.get(model_id)
         if future is None:
-            future = self._models[item.model] = asyncio.ensure_future(self._fetch(item.model))
+            future = self._models[model_id] = asyncio.ensure_future(self._fetch(model_id))
         try:
             return await asyncio.shield(future)
         except ApiRejected as exc:
             if exc.status != 404:
                 raise
-            problem = Problem(item.locate("model"), f"no model {item.model!r} on this backend")
+            problem = Problem(where, f"no model {model_id!r} on this backend")
             raise InvalidInput([problem]) from None
 
 
-def build_body(item: Item, model: Model) -> tuple[dict[str, Any], list[Problem]]:
-    """The wire body for `item` on `model`, and every way it breaks the model's schema."""
+def build_body(
+    item: Item,
+    model: Model,
+    *,
+    assets: Mapping[str, str] | None = None,
+    trained: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The wire body for `item` on `model`, and every way it breaks the model's schema.
+
+    `assets`: the asset id of each input file's sha256 (its upload); `trained`: the model id of
+    each training a LoRA names. Left out, placeholders stand in (for a check before the run
+    has them: the schema rules are the same)."""
     inputs = {spec.name: spec for spec in model.inputs or ()}
     body: dict[str, Any] = {}
     origin: dict[str, str] = {}  # wire name -> manifest field, to locate problems
@@ -66,29 +80,70 @@ def build_body(item: Item, model: Model) -> tuple[dict[str, Any], list[Problem]]
         value = getattr(item, field)
         if value is None or (field == "outputs" and value == 1 and wire not in inputs):
             continue
+        if field == "seed" and item.seed_derived and wire not in inputs:
+            continue  # a model without seeds (it still decides the fingerprint, harmlessly)
         body[wire], origin[wire] = value, field
     if item.loras:
-        _add_loras(item, model, inputs, body, origin, problems)
+        _add_loras(item, model, inputs, body, origin, problems, trained or {})
+    uploaded = assets or {}
+    if item.image is not None:
+        body["image"] = uploaded.get(item.image.sha256, f"asset_{item.image.sha256[:16]}")
+        origin["image"] = "image"
+    if item.strength is not None:
+        body["strength"], origin["strength"] = item.strength, "strength"
+    if item.reference_images:
+        body["referenceImages"] = [
+            uploaded.get(file.sha256, f"asset_{file.sha256[:16]}") for file in item.reference_images
+        ]
+        origin["referenceImages"] = "reference_images"
     for name, value in item.params.items():
         body[name], origin[name] = value, f"params.{name}"
+    _check_body(model, inputs, body, {name: item.locate(field) for name, field in origin.items()},
+                item.locate(), problems)  # fmt: skip
+    return body, problems
+
+
+def build_step_body(
+    item: Item, index: int, step: Step, model: Model, image: str
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The wire body of `then[index]` run on the asset `image`, and how it breaks the schema."""
+    inputs = {spec.name: spec for spec in model.inputs or ()}
+    body: dict[str, Any] = {"image": image, **step.params}
+    base = f"steps[{index}]"
+    where = {"image": item.locate(base)}
+    where |= {name: item.locate(f"{base}.params.{name}") for name in step.params}
+    problems: list[Problem] = []
+    if "image" not in inputs:
+        message = f"model {model.id} takes no image, so it cannot be a `then:` step"
+        problems.append(Problem(item.locate(f"{base}.model"), message))
+        return body, problems
+    _check_body(model, inputs, body, where, item.locate(base), problems)
+    return body, problems
+
+
+def _check_body(
+    model: Model,
+    inputs: Mapping[str, ModelInput],
+    body: Mapping[str, Any],
+    where: Mapping[str, Location],
+    whole: Location,
+    problems: list[Problem],
+) -> None:
     for name, value in body.items():
         spec = inputs.get(name)
-        where = item.locate(origin[name])
+        at = where.get(name, whole)
         if spec is None:
             known = ", ".join(sorted(inputs)) or "none"
             problems.append(
-                Problem(where, f"model {model.id} has no input {name!r} (its inputs: {known})")
+                Problem(at, f"model {model.id} has no input {name!r} (its inputs: {known})")
             )
             continue
         reason = _check(spec, value)
         if reason:
-            problems.append(Problem(where, f"{reason} (model {model.id}, input {name!r})"))
+            problems.append(Problem(at, f"{reason} (model {model.id}, input {name!r})"))
     for spec in inputs.values():
         if spec.required and spec.required.always and spec.name not in body:
-            problems.append(
-                Problem(item.locate(), f"model {model.id} requires the input {spec.name!r}")
-            )
-    return body, problems
+            problems.append(Problem(whole, f"model {model.id} requires the input {spec.name!r}"))
 
 
 def _add_loras(
@@ -98,8 +153,10 @@ def _add_loras(
     body: dict[str, Any],
     origin: dict[str, str],
     problems: list[Problem],
+    trained: Mapping[str, str],
 ) -> None:
-    """One LoRA goes in the model-id input; several (or scales) in the LoRA list and scales."""
+    """One LoRA goes in the model-id input; several (or scales) in the LoRA list and scales.
+    A trained LoRA is sent as its model's id (a placeholder until the run has it)."""
     component = model.ui_config.loras_component if model.ui_config else None
     single = (component.model_id_input if component else None) or (
         "modelId" if "modelId" in inputs else None
@@ -107,10 +164,14 @@ def _add_loras(
     many = component.model_input if component else None
     scales = component.scale_input if component else None
     scaled = any(lora.scale is not None for lora in item.loras)
+    ids = [
+        lora.model if lora.training is None else trained.get(lora.training, f"model_{lora.model}")
+        for lora in item.loras
+    ]
     if len(item.loras) == 1 and not scaled and single:
-        body[single], origin[single] = item.loras[0].model, "lora"
+        body[single], origin[single] = ids[0], "lora"
     elif many:
-        body[many], origin[many] = [lora.model for lora in item.loras], "lora"
+        body[many], origin[many] = ids, "lora"
         if scaled and scales:
             body[scales] = [1.0 if lora.scale is None else lora.scale for lora in item.loras]
             origin[scales] = "lora"

@@ -14,6 +14,16 @@ One task per item; a failed item never stops the others. For an item to generate
                re-download, never a new generation
 A missing item is restored instead: a moved one from its old file, others from the locked asset
 ids (the local backend keeps no remote copies, so there regenerating is the restore).
+
+The full workflow adds stages around that, each cached and paid once like a generation:
+  inputs       local files (`image`, `referenceImages`) uploaded once each (uploads.py)
+  trainings    the `train:` models the plan lacks, started first; an item using one waits for
+               it, the others go on meanwhile (training.py)
+  then         each post-processing step a paid job per output, on the previous stage's result,
+               journalled under `<stage fingerprint>.<output>`; a changed step starts from the
+               last stage the lock holds (`PlanEntry.resume`)
+  caption      `POST /generate/caption` for the final outputs (`caption: true`)
+  collections  after the items, each remote collection gets the outputs it lacks, 49 at a time
 """
 
 from __future__ import annotations
@@ -29,14 +39,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.client import ApiClient
-from pipeline.collect import MAX_DOWNLOAD_BYTES, Collector, copy_output
+from pipeline.client import COLLECTION_BATCH, ApiClient
+from pipeline.collect import MAX_DOWNLOAD_BYTES, Collector, copy_output, job_assets
 from pipeline.errors import (
     ApiError,
     ApiRejected,
     ApiTransient,
     ApiUnreachable,
     BudgetReached,
+    DownloadError,
     InvalidInput,
     JobFailed,
     JobTimedOut,
@@ -47,12 +58,14 @@ from pipeline.errors import (
 from pipeline.files import sweep_temp_files
 from pipeline.journal import Intent, Journal
 from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending
-from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, write_lock
+from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, StageRecord, write_lock
 from pipeline.manifest import Item
-from pipeline.plan import Plan, PlanEntry, State
+from pipeline.plan import CollectionSync, Plan, PlanEntry, State
 from pipeline.report import Event, ItemResult, Outcome, RunReport
-from pipeline.request import ModelSchemas, build_body
+from pipeline.request import ModelSchemas, build_body, build_step_body
 from pipeline.state import StatCache
+from pipeline.training import Trainings, training_key
+from pipeline.uploads import Uploads
 from pipeline.wire import GenerateResult, Job
 
 T = TypeVar("T")
@@ -75,6 +88,8 @@ class RunOptions:
     first_poll: float = 1.0  # the first guess at how long a job takes, before any is seen
     budget: float | None = None  # creative units this run may spend; None: no limit
     estimates: Mapping[str, float] = field(default_factory=dict)  # fingerprint -> dry-run units
+    training_deadline: float = 4 * 3600.0  # seconds a training may take from its start
+    first_training_poll: float = 1.0  # then longer (PollClock), up to 30 s between polls
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,45 @@ class RunPaths:
     lockfile: Path
     output: Path
     state: Path
+    root: Path | None = None  # where manifests' input paths start; None: the lock's folder
+
+    @property
+    def project(self) -> Path:
+        return self.root if self.root is not None else self.lockfile.parent
 
 
 class _Interrupted(Exception):
     """Raised inside an item task when the run stops submitting."""
+
+
+@dataclass
+class _Made:
+    """What an item's work produced, for its lock entry."""
+
+    outputs: list[OutputRecord]
+    stages: tuple[StageRecord, ...] = ()
+    paid: list[tuple[str, str]] = field(default_factory=list)  # (journal key, job id)
+
+
+def _locked_ids(locked: LockEntry, stage: int) -> list[str]:
+    """The asset ids of a stage the lock holds: an intermediate one's, or the outputs'."""
+    if stage < len(locked.stages):
+        return list(locked.stages[stage].asset_ids)
+    return [record.asset_id or "" for record in locked.outputs]
+
+
+def _settled(lock: Lockfile) -> set[str]:
+    """The journal keys of everything the lock holds (their intents can go)."""
+    keys = {entry.fingerprint for entry in lock.items.values()}
+    keys |= {stage.fingerprint for entry in lock.items.values() for stage in entry.stages}
+    keys |= {
+        f"caption-{entry.fingerprint}"
+        for entry in lock.items.values()
+        if entry.outputs and all(record.caption is not None for record in entry.outputs)
+    }
+    keys |= {f"upload-{sha}" for sha in lock.uploads}
+    keys |= {training_key(fingerprint) for fingerprint in lock.trainings}
+    return keys
 
 
 class Runner:
@@ -119,14 +169,15 @@ class Runner:
         self.polls = PollClock(first=self.options.first_poll)
         self.journal = Journal(paths.state, enabled=not self.options.restore_by_regenerating)
         if not self.options.force:  # with --force, a paid job for a locked item is the new one
-            self.journal.settle({entry.fingerprint for entry in lock.items.values()})
+            self.journal.settle(_settled(lock))
         self._intents = self.journal.load()
         self._claimed = {intent.job_id for intent in self._intents.values() if intent.job_id}
         self.schemas = ModelSchemas(lambda model: self._call(lambda: client.get_model(model)))
-        self._same: dict[str, asyncio.Future[list[OutputRecord]]] = {}
+        self._same: dict[str, asyncio.Future[_Made]] = {}
         self._stopping = False
         self._dirty = False
         self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
+        self._stale: dict[str, list[str]] = {}  # remote collection -> assets of replaced outputs
         self.spending = Spending(self.options.budget, self.options.estimates)
         self.collector = Collector(
             client,
@@ -136,6 +187,41 @@ class Runner:
             max_bytes=self.options.max_bytes,
             sleep=self.sleep,
             rng=self.rng,
+        )
+        remote = not self.options.restore_by_regenerating  # the API keeps what we make
+        self.uploads = Uploads(
+            client,
+            paths.project,
+            lock,
+            self.journal,
+            self._intents,
+            retry=self.options.retry,
+            sleep=self.sleep,
+            rng=self.rng,
+            now=self._now_iso,
+            saved=self._saved,
+            cache=remote,
+            margin=self.options.reconcile_margin,
+        )
+        self.training_polls = PollClock(first=self.options.first_training_poll, ceiling=30.0)
+        self.trainings = Trainings(
+            client,
+            {entry.name: entry for entry in plan.trainings},
+            lock,
+            self.journal,
+            self._intents,
+            self.uploads,
+            self.spending,
+            retry=self.options.retry,
+            sleep=self.sleep,
+            rng=self.rng,
+            now=self._now_iso,
+            saved=self._saved,
+            follow=functools.partial(
+                self._follow, polls=self.training_polls, deadline=self.options.training_deadline
+            ),
+            on_event=self.on_event,
+            cache=remote,
         )
 
     # --- the run ------------------------------------------------------------------------------
@@ -154,9 +240,14 @@ class Runner:
         work = self.work()
         sweep_temp_files(self.paths.output, self.paths.lockfile, self.paths.state)
         flusher = asyncio.create_task(self._flush_periodically())
+        if not self._stopping:
+            self.trainings.start([entry.name for entry in self.plan.new_trainings])
         tasks = [asyncio.create_task(self._one(entry)) for entry in work]
         try:
             results = list(await asyncio.gather(*tasks))
+            trainings = await self._training_results()
+            if not self._stopping:
+                results += await self._sync_collections()
         finally:
             for task in tasks:
                 task.cancel()
@@ -170,7 +261,23 @@ class Runner:
             seconds=self.clock() - started,
             interrupted=self._stopping,
             spent=self.spending.spent,
+            trainings=trainings,
         )
+
+    async def _training_results(self) -> list[ItemResult]:
+        results = []
+        for name, error in (await self.trainings.wait()).items():
+            key = f"train/{name}"
+            if error is None:
+                results.append(ItemResult(key, Outcome.GENERATED))
+            elif isinstance(error, BudgetReached):
+                results.append(ItemResult(key, Outcome.SKIPPED, error=error))
+            elif isinstance(error, PipelineError):
+                results.append(ItemResult(key, Outcome.FAILED, error=error))
+                self.on_event(Event("failed", key, str(error)))
+            else:
+                raise error
+        return results
 
     @property
     def stopping(self) -> bool:
@@ -181,13 +288,19 @@ class Runner:
         """Stop submitting; jobs already in flight are still followed and collected."""
         self._stopping = True
 
+    def _saved(self, key: str, value: str) -> None:
+        """An upload or a training is in the lock: write it at the next flush, then forget its
+        intent (`value` is the id the intent holds)."""
+        self._dirty = True
+        self._forget.append((key, value))
+
     def flush(self) -> None:
         """Write the lock if anything finished, then forget the intents it now covers."""
         if self._dirty:
             write_lock(self.paths.lockfile, self.lock)
             self._dirty = False
         for fingerprint, job_id in self._forget:
-            self.journal.forget(fingerprint, job_id)
+            self.journal.forget(fingerprint, job_id or None)
         self._forget.clear()
         self.stat_cache.save(self.paths.state)
 
@@ -200,19 +313,16 @@ class Runner:
 
     async def _one(self, entry: PlanEntry) -> ItemResult:
         result = ItemResult(entry.key, Outcome.FAILED)
-        job_id: str | None = None
         try:
             if entry.state is State.MISSING and not self.options.restore_by_regenerating:
                 assert entry.item is not None and entry.locked is not None
-                result.attempts += len(entry.locked.outputs)
-                records = await self.collector.restore(
-                    entry.item, entry.locked.outputs, moved=entry.moved_from is not None
-                )
+                result.attempts += len(entry.locked.files())
+                made = await self._restore(entry, entry.item, entry.locked)
                 outcome = Outcome.RESTORED
             else:
-                job_id, records = await self._generate_once(entry, result)
+                made = await self._generate_once(entry, result)
                 outcome = Outcome.RESTORED if entry.state is State.MISSING else Outcome.GENERATED
-            self._commit(entry, records, job_id)
+            self._commit(entry, made)
         except _Interrupted:
             result.outcome = Outcome.SKIPPED
             return result
@@ -229,66 +339,247 @@ class Runner:
             self.on_event(Event("failed", entry.key, str(exc)))
             return result
         result.outcome = outcome
-        result.files = [record.file for record in records]
-        self.on_event(Event(outcome.value, entry.key, f"{len(records)} file(s)"))
+        result.files = [record.file for record in made.outputs]
+        self.on_event(Event(outcome.value, entry.key, f"{len(made.outputs)} file(s)"))
         return result
+
+    async def _restore(self, entry: PlanEntry, item: Item, locked: LockEntry) -> _Made:
+        """A missing item's files back from the lock, kept intermediate results included."""
+        moved = entry.moved_from is not None
+        outputs = await self.collector.restore(item, locked.outputs, moved=moved)
+        stages = []
+        for k, stage in enumerate(locked.stages):
+            step = item.steps[k - 1] if 0 < k <= len(item.steps) else None
+            kept = stage.kept
+            if step is not None and step.keep:
+                if len(kept) == item.outputs:
+                    kept = tuple(
+                        await self.collector.restore(item, kept, moved=moved, step=step.name)
+                    )
+                elif len(stage.asset_ids) == item.outputs:
+                    kept = tuple(await self.collector.collect_ids(item, stage.asset_ids, step.name))
+                else:
+                    raise DownloadError("?", f"then[{k - 1}] ({step.name}) has no asset to keep")
+            stages.append(replace(stage, kept=kept))
+        return _Made(outputs, tuple(stages))
 
     # --- generating ---------------------------------------------------------------------------
 
-    async def _generate_once(
-        self, entry: PlanEntry, result: ItemResult
-    ) -> tuple[str | None, list[OutputRecord]]:
+    async def _generate_once(self, entry: PlanEntry, result: ItemResult) -> _Made:
         """Items with the same fingerprint share one paid generation; the others copy its files.
 
-        Returns the job id (None for a copy: the job and its intent belong to the first item).
+        A copy pays nothing and forgets no intent: the job and its intent belong to the first.
         """
         assert entry.item is not None and entry.fingerprint is not None
         first = self._same.get(entry.fingerprint)
         if first is None:
-            future: asyncio.Future[list[OutputRecord]] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[_Made] = asyncio.get_running_loop().create_future()
             self._same[entry.fingerprint] = future
             try:
-                job_id, records = await self._generate(entry, entry.item, entry.fingerprint, result)
+                made = await self._generate(entry, entry.item, result)
             except BaseException as exc:
                 future.set_exception(exc)
                 future.exception()  # the twins re-raise it; nobody else must see it unretrieved
                 raise
-            future.set_result(records)
-            return job_id, records
+            future.set_result(made)
+            return made
         source = await asyncio.shield(first)
-        return None, [
+        item = entry.item
+        outputs = [
             copy_output(
                 self.paths.output / record.file,
-                self.collector.target(entry.item, index, record.file),
+                self.collector.target(item, index, record.file),
                 record,
             )
-            for index, record in enumerate(source)
+            for index, record in enumerate(source.outputs)
         ]
+        stages = []
+        for k, stage in enumerate(source.stages):
+            step = item.steps[k - 1].name if k else None
+            kept = tuple(
+                copy_output(
+                    self.paths.output / record.file,
+                    self.collector.target(item, index, record.file, step),
+                    record,
+                )
+                for index, record in enumerate(stage.kept)
+            )
+            stages.append(replace(stage, kept=kept))
+        return _Made(outputs, tuple(stages))
 
-    async def _generate(
-        self, entry: PlanEntry, item: Item, fingerprint: str, result: ItemResult
-    ) -> tuple[str, list[OutputRecord]]:
+    async def _generate(self, entry: PlanEntry, item: Item, result: ItemResult) -> _Made:
+        """Every stage from the first the lock lacks: the generation, each `then:` step on the
+        one before, the final outputs downloaded, captioned when asked."""
+        stages = entry.stages or (entry.fingerprint or "",)
+        locked = entry.locked
+        start = 0 if self.options.force or locked is None else min(entry.resume, len(stages))
+        made = _Made([])
+        records: list[StageRecord] = []
+        ids: list[str] = []
+        last = len(stages) - 1
+        for k, fingerprint in enumerate(stages):
+            reused = k < start
+            if reused:
+                assert locked is not None
+                ids = _locked_ids(locked, k)
+            elif k == 0:
+                ids = await self._generation(entry, item, fingerprint, result, made)
+            else:
+                ids = await self._step(entry, item, k - 1, fingerprint, ids, result, made)
+            if k == last:
+                break
+            step = item.steps[k - 1] if k else None
+            kept: tuple[OutputRecord, ...] = ()
+            if step is not None and step.keep:
+                same = locked is not None and k < len(locked.stages) and reused
+                old = locked.stages[k].kept if same and locked is not None else ()
+                if len(old) == item.outputs:
+                    kept = tuple(
+                        await self.collector.restore(item, old, moved=False, step=step.name)
+                    )
+                else:
+                    kept = tuple(await self.collector.collect_ids(item, ids, step.name))
+            records.append(StageRecord(fingerprint, tuple(ids), kept))
+        made.stages = tuple(records)
+        if start > last and locked is not None and len(locked.stages) == last:
+            made.outputs = await self.collector.restore(item, locked.outputs, moved=False)
+        else:
+            made.outputs = await self.collector.collect_ids(item, ids)
+        if item.caption and any(record.caption is None for record in made.outputs):
+            captions = await self._captions(entry, ids, result)
+            made.outputs = [
+                replace(record, caption=caption)
+                for record, caption in zip(made.outputs, captions, strict=True)
+            ]
+        return made
+
+    async def _generation(
+        self, entry: PlanEntry, item: Item, key: str, result: ItemResult, made: _Made
+    ) -> list[str]:
+        """The paid generation of stage 0 (journalled under `key`); its asset ids."""
         model = await self.schemas.of(item)
-        body, problems = build_body(item, model)
+        trained = {
+            lora.training: await self.trainings.model_id(lora.training)
+            for lora in item.loras
+            if lora.training is not None
+        }
+        files = [file for file in (item.image, *item.reference_images) if file is not None]
+        assets = {file.sha256: await self.uploads.asset_id(file) for file in files}
+        body, problems = build_body(item, model, assets=assets, trained=trained)
         if problems:
             raise InvalidInput(problems)
-        job_id = await self._submit(entry, item, fingerprint, body, result)
+        job = await self._paid_job(entry, item.model, key, body, result, made)
+        return job_assets(item, job)
+
+    async def _step(
+        self,
+        entry: PlanEntry,
+        item: Item,
+        index: int,
+        fingerprint: str,
+        inputs: Sequence[str],
+        result: ItemResult,
+        made: _Made,
+    ) -> list[str]:
+        """`then[index]` run on each output of the stage before: one paid job per output."""
+        step = item.steps[index]
+        model = await self.schemas.of_model(step.model, item.locate(f"steps[{index}].model"))
+
+        async def one(n: int, image: str) -> str:
+            body, problems = build_step_body(item, index, step, model, image)
+            if problems:
+                raise InvalidInput(problems)
+            job = await self._paid_job(entry, step.model, f"{fingerprint}.{n}", body, result, made)
+            return job_assets(item, job, expected=1)[0]
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(n, image)) for n, image in enumerate(inputs)]
+        except ExceptionGroup as failed:  # the item fails with the first reason, not a group
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    async def _paid_job(
+        self,
+        entry: PlanEntry,
+        model: str,
+        key: str,
+        body: Mapping[str, Any],
+        result: ItemResult,
+        made: _Made,
+    ) -> Job:
+        """Submit (paid at most once, under `key`) and follow one job to success."""
+        job_id = await self._submit(entry, model, key, body, result)
         finished = False
         try:
-            job = await self._follow(job_id, fingerprint)
+            job = await self._follow(job_id, key)
             finished = True
         except JobFailed:
             finished = True
-            self.journal.forget(fingerprint, job_id)  # a failed job is over; rerun afresh
+            self.journal.forget(key, job_id)  # a failed job is over; rerun afresh
             raise
         finally:
             await self.limit.release(completed=finished)
-        return job_id, await self.collector.collect(item, job)
+        made.paid.append((key, job_id))
+        return job
+
+    async def _captions(
+        self, entry: PlanEntry, ids: Sequence[str], result: ItemResult
+    ) -> list[str]:
+        """Alt text for each final output (`POST /generate/caption`), paid at most once: a lost
+        answer is looked for among the caption jobs (whose output holds the text)."""
+        key = f"caption-{entry.fingerprint}"
+        body = {"images": list(ids)}
+        intent = self._intents.pop(key, None)
+        if intent is not None and intent.body == body:
+            found = await self._caption_job(intent)
+            if found is not None:
+                return found
+        intent = Intent(key, entry.key, "caption", body, self._now_iso())
+        if self.spending.budget is not None and key not in self.spending.estimates:
+            dry = await self._call(lambda: self.client.caption(ids, dry_run=True))
+            self.spending.price(key, dry.cost.creative_units_cost)
+        reserved = self.spending.reserve(key)
+        billed: list[float | None] = []
+
+        async def send() -> list[str]:
+            reply = await self.client.caption(ids)
+            billed.append(reply.cost.creative_units_cost)
+            if len(reply.captions) != len(ids):
+                raise DownloadError(ids[0], f"{len(reply.captions)} captions for {len(ids)} images")
+            return reply.captions
+
+        try:
+            await asyncio.to_thread(self.journal.write, intent)
+            result.attempts += 1
+            captions = await self.options.retry.send_once(
+                send, functools.partial(self._caption_job, intent), sleep=self.sleep, rng=self.rng
+            )
+        except (ApiTransient, ApiUnreachable) as exc:
+            if exc.maybe_sent:
+                self.spending.unknown(key)
+            raise
+        finally:
+            self.spending.release(reserved)
+        self.spending.paid(key, billed[-1] if billed else None)
+        return captions  # its intent is forgotten once the captions are in the lock
+
+    async def _caption_job(self, intent: Intent) -> list[str] | None:
+        """The captions of a caption job made from this intent, if the API has one."""
+        job_id = await self._reconcile(intent, job_type="caption")
+        if job_id is None:
+            return None
+        job = await self._call(lambda: self.client.get_job(job_id))
+        output = job.metadata.output
+        captions = output.get("captions") if isinstance(output, dict) else None
+        if isinstance(captions, list) and all(isinstance(c, str) for c in captions):
+            return list(captions)
+        return None
 
     async def _submit(
         self,
         entry: PlanEntry,
-        item: Item,
+        model: str,
         fingerprint: str,
         body: Mapping[str, Any],
         result: ItemResult,
@@ -305,7 +596,11 @@ class Runner:
             found = found or await self._reconcile(intent)
             if found is not None:
                 return await self._attach(entry, intent, found)
-        intent = intent or Intent(fingerprint, entry.key, item.model, dict(body), self._now_iso())
+        intent = intent or Intent(fingerprint, entry.key, model, dict(body), self._now_iso())
+        if self.spending.budget is not None and fingerprint not in self.spending.estimates:
+            # a step's input exists only now: priced by a dry run of its exact body
+            dry = await self._call(lambda: self.client.generate(model, body, dry_run=True))
+            self.spending.price(fingerprint, dry.cost.creative_units_cost)
         rejections = 0
         while True:
             await self.limit.acquire()
@@ -426,7 +721,7 @@ class Runner:
         await self.sleep(delay)
         return await self._reconcile(intent) if maybe_sent else None
 
-    async def _reconcile(self, intent: Intent) -> str | None:
+    async def _reconcile(self, intent: Intent, job_type: str = "custom") -> str | None:
         """The id of a job made from exactly this intent's request, if the API has one.
 
         A match has the same inputs, was created after the intent (less a clock-skew margin),
@@ -444,7 +739,7 @@ class Runner:
             matches += [
                 job
                 for job in jobs
-                if job.job_type == "custom"
+                if job.job_type == job_type
                 and job.status not in _TERMINAL_FAILURES
                 and job.job_id not in self._claimed
                 and job.metadata.input == intent.body
@@ -454,19 +749,29 @@ class Runner:
         matches.sort(key=lambda job: job.created_at)
         return matches[0].job_id if matches else None
 
-    async def _follow(self, job_id: str, fingerprint: str) -> Job:
+    async def _follow(
+        self,
+        job_id: str,
+        fingerprint: str,
+        *,
+        polls: PollClock | None = None,
+        deadline: float | None = None,
+    ) -> Job:
         """Poll until the job is terminal; failures carry the API's error and hint. A job this
-        run paid for is charged what its billing finally says (a refund included)."""
+        run paid for is charged what its billing finally says (a refund included). `polls` and
+        `deadline`: a training's own (they take minutes, not seconds)."""
+        polls = polls or self.polls
+        limit = self.options.job_deadline if deadline is None else deadline
         started = self.clock()
         status = "queued"
         progress: float | None = None
         seen: list[tuple[float, float]] = []  # (age, progress) of each poll before the end
         while True:
             age = self.clock() - started
-            remaining = self.options.job_deadline - age
+            remaining = limit - age
             if remaining <= 0:
                 raise JobTimedOut(job_id, status, age)
-            await self.sleep(min(self.polls.next_delay(age, progress), remaining))
+            await self.sleep(min(polls.next_delay(age, progress), remaining))
             job = await self._call(lambda: self.client.get_job(job_id))
             status, progress = job.status, job.progress
             terminal = job.status == "success" or job.status in _TERMINAL_FAILURES
@@ -475,9 +780,9 @@ class Runner:
             if job.status == "success":
                 elapsed, run = self.clock() - started, job.run_seconds
                 if run is None:
-                    self.polls.observe(elapsed)
+                    polls.observe(elapsed)
                 else:  # a job re-attached after a restart began before `started`: ages are off
-                    self.polls.observe(run, seen if elapsed >= 0.9 * run else ())
+                    polls.observe(run, seen if elapsed >= 0.9 * run else ())
                 return job
             seen.append((self.clock() - started, job.progress))
             if job.status in _TERMINAL_FAILURES:
@@ -485,33 +790,124 @@ class Runner:
                     job_id, job.status, job.metadata.error or "", job.metadata.hint or ""
                 )
 
-    def _commit(
-        self, entry: PlanEntry, records: Sequence[OutputRecord], job_id: str | None
-    ) -> None:
+    def _commit(self, entry: PlanEntry, made: _Made) -> None:
         """The item is done: its lock entry joins the next flush; stale files of it go."""
         assert entry.item is not None and entry.fingerprint is not None
         old = self.lock.items.get(entry.moved_from or entry.key)
-        kept = {record.file for record in records}
+        stages = made.stages
+        outputs = list(made.outputs)
+        kept = {record.file for record in outputs} | {
+            record.file for stage in stages for record in stage.kept
+        }
         if old is not None:
-            for record in old.outputs:
+            for record in old.files():
                 if record.file not in kept:
                     (self.paths.output / record.file).unlink(missing_ok=True)
         if entry.moved_from:
             self.lock.items.pop(entry.moved_from, None)
         if self.options.restore_by_regenerating:
-            records = [replace(record, asset_id=None) for record in records]
-        for record in records:
+            outputs = [replace(record, asset_id=None) for record in outputs]
+            stages = tuple(
+                StageRecord(
+                    stage.fingerprint, (), tuple(replace(r, asset_id=None) for r in stage.kept)
+                )
+                for stage in stages
+            )
+        for record in [*outputs, *(r for stage in stages for r in stage.kept)]:
             path = self.paths.output / record.file
             self.stat_cache.remember(record.file, path.stat(), record.sha256)
+        same_assets = old is not None and [r.asset_id for r in old.outputs] == [
+            r.asset_id for r in outputs
+        ]
         self.lock.items[entry.key] = LockEntry(
             fingerprint=entry.fingerprint,
             request=dict(entry.request or {}),
             seed_derived=entry.item.seed_derived,
-            outputs=tuple(records),
+            outputs=tuple(outputs),
+            stages=stages,
+            remote_collection=old.remote_collection if old is not None and same_assets else None,
         )
+        if old is not None and old.remote_collection and not same_assets:
+            stale = [r.asset_id for r in old.outputs if r.asset_id]
+            self._stale.setdefault(old.remote_collection, []).extend(stale)
         self._dirty = True
-        if job_id is not None:
-            self._forget.append((entry.fingerprint, job_id))
+        self._forget.extend(made.paid)
+        if entry.item.caption:
+            self._forget.append((f"caption-{entry.fingerprint}", ""))
+
+    async def _sync_collections(self) -> list[ItemResult]:
+        """Each remote collection gets the outputs it lacks (49 a request) and loses those of
+        regenerated items; created the first time. A failure is reported, never fatal."""
+        results = []
+        remote = not self.options.restore_by_regenerating
+        for sync in self.plan.collections:
+            key = f"collection/{sync.name}"
+            try:
+                added = await self._sync(sync, remote)
+            except PipelineError as exc:
+                results.append(ItemResult(key, Outcome.FAILED, error=exc))
+                self.on_event(Event("failed", key, str(exc)))
+                continue
+            if added is not None:
+                self.on_event(Event("synced", key, f"{added} asset(s) added"))
+        return results
+
+    async def _sync(self, sync: CollectionSync, remote: bool) -> int | None:
+        members = [
+            entry.key
+            for entry in self.plan.entries
+            if entry.item is not None and entry.item.collection == sync.name
+        ]
+        remote_id = self.lock.collections.get(sync.name)
+        if remote and remote_id:
+            known = remote_id
+            try:
+                await self._call(lambda: self.client.add_to_collection(known, []))
+            except ApiRejected as exc:
+                if exc.status != 404:
+                    raise
+                remote_id = None  # deleted on the account: made again, and filled again
+        if remote_id is None or (not remote and remote_id):
+            if remote:
+                made = await self._call(lambda: self.client.create_collection(sync.name))
+                remote_id = made.id
+            else:
+                remote_id = ""  # the local emulator keeps nothing: recorded as in step
+            self.lock.collections[sync.name] = remote_id
+            self._dirty = True
+        todo = [
+            key
+            for key in members
+            if (entry := self.lock.items.get(key)) is not None
+            and entry.remote_collection != remote_id
+        ]
+        if not todo and not self._stale.get(remote_id):
+            return None
+        ids = [
+            record.asset_id
+            for key in todo
+            for record in self.lock.items[key].outputs
+            if record.asset_id
+        ]
+        if remote:
+            target = remote_id
+            for start in range(0, len(ids), COLLECTION_BATCH):  # PUT again is harmless: retried
+                add = functools.partial(
+                    self.client.add_to_collection, target, ids[start : start + COLLECTION_BATCH]
+                )
+                await self._call(add)
+            stale = [i for i in self._stale.pop(target, []) if i not in set(ids)]
+            for start in range(0, len(stale), COLLECTION_BATCH):
+                remove = functools.partial(
+                    self.client.remove_from_collection,
+                    target,
+                    stale[start : start + COLLECTION_BATCH],
+                )
+                await self._call(remove)
+        for key in todo:
+            self.lock.items[key] = replace(self.lock.items[key], remote_collection=remote_id)
+        self._dirty = True
+        return len(ids)
 
     # --- helpers ------------------------------------------------------------------------------
 
