@@ -21,13 +21,19 @@ from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.emulator.server import serve
 
 EXAMPLES = Path(__file__).parent.parent / "manifests"
-FAST = {"job_duration": "fixed:0.05", "seed": 11}
+REFS = EXAMPLES.parent / "refs"  # the example's input files: style set, sketch, reference sheets
+FAST = {"job_duration": "fixed:0.05", "training_duration": "fixed:0.05", "seed": 11}
+# The example game: 21 items; a first run pays 41 generate jobs (21 generations, then background
+# removal and upscale for each of the 10 icon outputs), 1 training and 7 captions, and writes 23
+# images (22 outputs, gold-coin has two, and healing-potion's kept cutout).
+ITEMS, GENERATIONS, FILES = 21, 41, 23
 
 
 def copy_examples(root: Path) -> Path:
     (root / "manifests").mkdir(exist_ok=True)
     for manifest in EXAMPLES.glob("*.yaml"):
         shutil.copy(manifest, root / "manifests" / manifest.name)
+    shutil.copytree(REFS, root / "refs", dirs_exist_ok=True)
     return root
 
 

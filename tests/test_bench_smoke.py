@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import download_rss, plan_noop, startup, throughput
+from bench import download_rss, plan_noop, startup, throughput, workflow
 
 
 def test_plan_noop_benchmark_runs() -> None:
@@ -27,3 +27,12 @@ def test_memory_and_startup_benchmarks_run() -> None:
     assert [what for what, _, _ in rows] == ["1 images of 512x512", "1 images of 4096x4096"]
     assert "peak RSS" in download_rss.render(rows)
     assert "`pipeline plan`, one item" in startup.render(startup.measure(1))
+
+
+def test_workflow_benchmark_runs() -> None:
+    passes, floor = workflow.measure(items=3, cap=2, duration=0.05, training=0.05, faults="")
+    assert [run.name for run in passes][:2] == ["first", "no-op"]
+    assert all(run.exit_code == 0 and run.stats["duplicates"] == 0 for run in passes)
+    assert passes[1].stats["requests"] == {}  # the no-op calls nothing
+    assert passes[2].jobs() == 3  # the upscale factor: one job per item
+    assert "| first |" in workflow.render(passes, floor, 3)

@@ -1,7 +1,9 @@
 """Cost preview and budget, end to end: the real CLI against the emulator's dry runs and bills.
 
-The example game prices at 220 creative units on the emulator: 22 outputs of model_bfl-flux-2-dev
-at 10 units each (gold-coin makes two).
+The example game prices at 415 creative units on the emulator: 130 for training ember-pixel (six
+images), 285 for its 21 items: 19 generations of model_bfl-flux-2-dev at 10 units an output
+(gold-coin makes two) and the innkeeper's 8; for each of the 10 icon outputs a background removal
+(2) and a 2x upscale (4); a caption (1) for each of the 7 portraits.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pipeline.state import STATE_DIR
 from tests.conftest import MakeLocal, WriteFile
 from tests.e2e import copy_examples, generates, invoke, lock_bytes, loopback_env, served, summary
 
-TOTAL = 220.0
+TOTAL = 415.0
 GENERATE = "POST /v1/generate/custom/{modelId}"
 
 
@@ -35,14 +37,27 @@ def test_plan_cost_prices_every_pending_item_with_dry_runs_and_pays_nothing(
     doc = json.loads(result.stdout)
     assert doc["cost"] == {"total": TOTAL, "unpriced": 0, "in_flight": 0}
     coin = next(item for item in doc["items"] if item["key"] == "ui-icons/gold-coin")
-    assert coin["cost"] == {"units": 20.0, "error": None, "shared_with": None, "in_flight": False}
-    assert emu.stats.jobs_created == 0 and generates(emu) == 0
-    assert emu.stats.requests[GENERATE] == 21  # every one a dry run
+    assert coin["cost"] == {
+        "units": 32.0,
+        "error": None,
+        "shared_with": None,
+        "in_flight": False,
+        "stages": {
+            "generation": 20.0,
+            "then[0] (photoroom-background-remover)": 4.0,
+            "then[1] (upscale-v3)": 8.0,
+        },
+    }
+    (training,) = doc["trainings"]
+    assert training["cost"] == {"units": 130.0, "error": None}
+    assert emu.stats.jobs_created == 0 and generates(emu) == 0 and not emu.stats.paid
+    # every one a dry run: the 21 generations, and each distinct step once
+    assert emu.stats.requests[GENERATE] == 21 + 2
     assert not (game / "assets.lock").exists()
     human = invoke(game, "plan", "--cost")
     assert (
-        "estimated cost: 220 creative units for 21 items (the local emulator's prices: nothing "
-        "is charged)" in human.stderr
+        "estimated cost: 415 creative units for 21 items and 1 training (the local emulator's "
+        "prices: nothing is charged)" in human.stderr
     )
 
 
@@ -107,9 +122,9 @@ def test_a_run_over_budget_is_refused_before_anything_is_paid(
     game: Path, make_local: MakeLocal
 ) -> None:
     emu = make_local()
-    result = invoke(game, "run", "--budget", "219")
+    result = invoke(game, "run", "--budget", "414")
     assert result.exit_code == 2, result.stderr
-    assert "estimated at 220 creative units, over the budget of 219" in result.stderr
+    assert "estimated at 415 creative units, over the budget of 414" in result.stderr
     assert "nothing was started" in result.stderr
     assert generates(emu) == 0 and not (game / "assets.lock").exists()
 
@@ -118,13 +133,16 @@ def test_a_run_within_budget_completes_and_reports_what_it_spent(
     game: Path, write: WriteFile, make_local: MakeLocal
 ) -> None:
     emu = make_local()
-    write("pipeline.yaml", "budget: 220\n")
+    write("pipeline.yaml", "budget: 415\n")
     result = invoke(game, "run", "--json")
     assert result.exit_code == 0, result.stderr
     assert summary(result)["spent"] == TOTAL == emu.stats.billed
-    assert "estimated cost: 220 creative units for 21 items (budget 220; the local" in result.stderr
-    assert "220 creative units as priced by the local emulator; nothing charged" in result.stderr
-    assert emu.stats.requests[GENERATE] == 21 + 21  # dry runs, then the paid ones
+    assert (
+        "estimated cost: 415 creative units for 21 items and 1 training (budget 415; the local"
+        in result.stderr
+    )
+    assert "415 creative units as priced by the local emulator; nothing charged" in result.stderr
+    assert emu.stats.requests[GENERATE] == 23 + 41  # dry runs, then the paid ones
     emu.stats.reset()
     again = invoke(game, "run", "--json")  # nothing to do: nothing priced, nothing spent
     assert summary(again)["spent"] == 0 and sum(emu.stats.requests.values()) == 0
@@ -136,14 +154,14 @@ def test_a_bill_above_the_estimate_stops_new_jobs_at_the_budget_and_keeps_the_re
     """Jobs bill twice their estimate: the run starts (the estimate fits), stops submitting once
     the next job could pass the budget, keeps what it paid for, and a rerun finishes the rest."""
     emu = make_local(bill_factor=2.0)
-    result = invoke(game, "run", "--json", "--budget", "220", "--concurrency", "1")
+    result = invoke(game, "run", "--json", "--budget", "415", "--concurrency", "1")
     assert result.exit_code == 1, result.stderr
     doc = summary(result)
     skipped = [item for item in doc["items"] if item["state"] == "skipped"]
     done = [item for item in doc["items"] if item["state"] == "generated"]
     assert skipped and done and len(skipped) + len(done) == 21
     assert all(item["error"].startswith("not started: ") for item in skipped)
-    assert doc["spent"] == emu.stats.billed <= 220
+    assert doc["spent"] == emu.stats.billed <= 415
     assert f"{len(skipped)} not started (budget)" in result.stderr
     assert set(read_lock(game / "assets.lock").items) == {item["key"] for item in done}
 
@@ -191,12 +209,12 @@ def test_a_step_summary_is_appended_for_ci(
     assert invoke(game, "plan", "--cost").exit_code == 0
     text = target.read_text()
     assert "### pipeline plan" in text and "| new |" in text
-    assert "| `ui-icons/gold-coin` | new |  | 20 |" in text
-    assert "Estimated cost: **220 creative units**." in text
-    assert invoke(game, "run", "--budget", "300").exit_code == 0
+    assert "| `ui-icons/gold-coin` | new |  | 32 |" in text
+    assert "Estimated cost: **415 creative units**." in text
+    assert invoke(game, "run", "--budget", "500").exit_code == 0
     text = target.read_text()
     assert "### pipeline run" in text
-    assert "Spent: **220 creative units** of a budget of 300." in text
+    assert "Spent: **415 creative units** of a budget of 500." in text
     manifest = game / "manifests" / "tiles.yaml"
     manifest.write_text(manifest.read_text() + "  - {id: bad, prompt: x, sed: 1}\n")
     assert invoke(game, "plan").exit_code == 2

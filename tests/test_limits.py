@@ -196,3 +196,54 @@ def test_without_an_estimate_nothing_is_sent_under_a_budget_and_everything_witho
     free.unknown("a")
     free.paid("b", 7.0)
     assert free.spent == 7.0
+
+
+def test_a_bill_above_its_estimate_raises_what_later_requests_hold() -> None:
+    """A tier change or a surcharge: after one job billed twice its estimate, the next ones are
+    held at twice theirs, so the run stops before the bills pass the budget."""
+    spending = Spending(50.0, {"a": 10.0, "b": 10.0, "c": 10.0})
+    spending.release(spending.reserve("a"))
+    spending.paid("a", 20.0)
+    assert spending.reserve("b") == 20.0
+    with pytest.raises(BudgetReached):
+        spending.reserve("c")  # 20 paid, 20 held: another 20 would pass 50
+    spending.price("d", 5.0)  # a price learnt during the run (a step's dry run)
+    assert spending.estimates["d"] == 5.0
+
+
+# --- requests that must take effect at most once ---------------------------------------------
+
+
+async def test_send_once_looks_for_a_lost_answer_before_sending_again() -> None:
+    sleep = FakeSleep()
+    sent: list[int] = []
+    looked: list[int] = []
+
+    async def send() -> str:
+        sent.append(1)
+        raise ApiUnreachable("no answer", maybe_sent=True)
+
+    async def find() -> str | None:
+        looked.append(1)
+        return "asset_1" if len(looked) == 2 else None
+
+    found = await RetryPolicy(attempts=5).send_once(send, find, sleep=sleep, rng=random.Random(1))
+    assert found == "asset_1"
+    assert len(sent) == 2 and len(looked) == 2  # never sent while it may have worked unseen
+    assert len(sleep.delays) == 2
+
+
+async def test_send_once_resends_what_never_left_and_gives_up_on_a_refusal() -> None:
+    looked: list[int] = []
+
+    async def find() -> str | None:
+        looked.append(1)
+        return None
+
+    calls, fn = flaky(ApiUnreachable("refused", maybe_sent=False), ApiTransient(503, "busy"))
+    policy = RetryPolicy(attempts=5)
+    assert await policy.send_once(fn, find, sleep=FakeSleep(), rng=random.Random(1)) == "ok"  # type: ignore[arg-type]
+    assert len(calls) == 3 and looked == [1]  # the 503 may have been sent: looked for once
+    _, refused = flaky(ApiRejected(400, "bad image"))
+    with pytest.raises(ApiRejected):
+        await policy.send_once(refused, find, sleep=FakeSleep())  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import MakeLocal
-from tests.e2e import copy_examples, generates, invoke, lock_bytes, summary
+from tests.e2e import FILES, GENERATIONS, copy_examples, generates, invoke, lock_bytes, summary
 
 
 @pytest.fixture
@@ -23,11 +23,11 @@ def test_first_run_generates_every_example_and_a_rerun_does_nothing(
     emu = make_local()
     result = invoke(game, "run")
     assert result.exit_code == 0, result.stderr
-    assert generates(emu) == 21
+    assert generates(emu) == GENERATIONS
     assert result.stderr.splitlines()[-1].startswith("done in ")
     assert "21 generated, 0 restored, 0 unchanged, 0 failed" in result.stderr
     with Image.open(game / "output" / "ui-icons" / "gold-coin_2.png") as coin:
-        assert coin.size == (512, 512)
+        assert coin.size == (1024, 1024)  # 512, cut out, upscaled 2x
     with Image.open(game / "output" / "characters" / "mage-angry.png") as portrait:
         assert portrait.size == (768, 1024)
     index = json.loads((game / "output" / "tiles" / "index.json").read_text())
@@ -56,17 +56,17 @@ def test_editing_one_prompt_regenerates_exactly_that_item(
 ) -> None:
     emu = make_local()
     invoke(game, "run")
-    sword = game / "output" / "ui-icons" / "iron-sword.png"
-    others = {p: p.read_bytes() for p in (game / "output").rglob("*.png") if p != sword}
-    before = sword.read_bytes()
-    manifest = game / "manifests" / "ui-icons.yaml"
-    manifest.write_text(manifest.read_text().replace("iron sword icon", "steel sword icon"))
+    lava = game / "output" / "tiles" / "lava.png"
+    others = {p: p.read_bytes() for p in (game / "output").rglob("*.png") if p != lava}
+    before = lava.read_bytes()
+    manifest = game / "manifests" / "tiles.yaml"
+    manifest.write_text(manifest.read_text().replace("glowing cracks", "bright cracks"))
     emu.stats.reset()
     result = invoke(game, "run", "--json")
     assert result.exit_code == 0, result.stderr
     assert generates(emu) == 1
     assert summary(result)["counts"]["generated"] == 1
-    assert sword.read_bytes() != before
+    assert lava.read_bytes() != before
     assert all(path.read_bytes() == data for path, data in others.items())
 
 
@@ -101,9 +101,10 @@ def test_faults_on_every_endpoint_cost_no_duplicate_and_lose_nothing(
     emu = make_local(faults=faults)
     result = invoke(game, "run")
     assert result.exit_code == 0, result.stderr
-    assert len(list((game / "output").rglob("*.png"))) == 22
+    assert len(list((game / "output").rglob("*.png"))) == FILES
     assert sum(emu.stats.faults.values()) > 5
     assert emu.stats.duplicate_generates == 0
+    assert emu.stats.duplicate_uploads == 0 and emu.stats.duplicate_paid == 0
 
 
 def test_a_failed_job_and_a_rejected_request_fail_alone(game: Path, make_local: MakeLocal) -> None:
@@ -138,7 +139,7 @@ def test_truncated_downloads_and_expired_urls_are_fetched_again(
     result = invoke(game, "run")
     assert result.exit_code == 0, result.stderr
     assert emu.stats.faults["truncate"] > 0 and emu.stats.faults["expire"] > 0
-    assert generates(emu) == 21  # downloads retried, nothing generated twice
+    assert generates(emu) == GENERATIONS  # downloads retried, nothing generated twice
     for png in (game / "output").rglob("*.png"):
         with Image.open(png) as image:
             image.load()

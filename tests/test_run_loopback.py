@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import copy_examples, generates, loopback_env, run_process, served, summary
+from tests.e2e import (
+    FILES,
+    GENERATIONS,
+    copy_examples,
+    generates,
+    loopback_env,
+    run_process,
+    served,
+    summary,
+)
 
 
 @pytest.fixture
@@ -33,7 +42,7 @@ def test_run_over_loopback_then_restore_a_file_by_asset_id(game: Path) -> None:
         first = run_process(game, "run", env=env)
         assert first.returncode == 0, first.stderr
         assert "backend: scenario" in first.stderr
-        assert generates(emu) == 21
+        assert generates(emu) == GENERATIONS
         lava = game / "output" / "tiles" / "lava.png"
         before = lava.read_bytes()
         lava.unlink()
@@ -70,12 +79,13 @@ def test_a_killed_run_resumes_without_paying_twice(game: Path, kill: signal.Sign
             assert "stopping: nothing new is submitted" in stderr
         else:
             assert process.returncode == -signal.SIGKILL
-        assert 0 < emu.stats.jobs_created < 21
+        assert 0 < emu.stats.jobs_created < GENERATIONS
         rerun = run_process(game, "run", env=env)
         assert rerun.returncode == 0, rerun.stderr
         assert emu.stats.duplicate_generates == 0
-        assert generates(emu) == 21
-        assert len(list((game / "output").rglob("*.png"))) == 22
+        assert emu.stats.duplicate_uploads == emu.stats.duplicate_paid == 0
+        assert generates(emu) == GENERATIONS
+        assert len(list((game / "output").rglob("*.png"))) == FILES
         assert partial_files(game) == []
         assert list((game / ".pipeline" / "jobs").glob("*.json")) == []
         final = run_process(game, "plan", "--check", env=env)

@@ -197,11 +197,21 @@ class Tally:
 
 
 def tag_prompts(root: Path, tag: str) -> None:
-    """Make every request of this repo unique to one chaos round (a suffix on each prompt).
+    """Make every request of this repo unique to one chaos round: a suffix on each prompt, and
+    each input file saved again with the tag in a PNG text chunk (the same pixels, other bytes:
+    other uploads, another training).
 
-    Rounds share one emulator, whose duplicate counter must only see work paid twice *within*
-    the runs that should have shared it.
+    Rounds share one emulator, whose duplicate counters must only see work paid (or uploaded)
+    twice *within* the runs that should have shared it.
     """
+    from PIL import Image, PngImagePlugin
+
+    for picture in sorted((root / "refs").rglob("*.png")):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("chaos", tag)
+        with Image.open(picture) as image:
+            image.load()
+            image.save(picture, pnginfo=info)
     for manifest in (root / "manifests").glob("*.yaml"):
         lines = []
         for line in manifest.read_text().splitlines():
@@ -233,7 +243,7 @@ def check_lock_matches_disk(root: Path) -> int:
     lock = read_lock(root / "assets.lock")
     checked = 0
     for key, entry in lock.items.items():
-        for record in entry.outputs:
+        for record in entry.files():  # outputs and kept intermediate results
             path = root / "output" / record.file
             assert path.is_file(), f"{key}: the lock records {record.file}, which is missing"
             assert path.stat().st_size == record.size, f"{key}: {record.file} has the wrong size"
@@ -253,7 +263,7 @@ def check_final(root: Path, *, items: int, files: int) -> None:
     for png in pngs:
         with Image.open(png) as image:
             image.load()  # decodes whole: no truncated file slipped through
-    locked = {r.file for e in lock.items.values() for r in e.outputs}
+    locked = {r.file for e in lock.items.values() for r in e.files()}
     assert {p.relative_to(root / "output").as_posix() for p in pngs} == locked
     left = [path.relative_to(root).as_posix() for path in temp_files(root)]
     assert left == [], f"temp files left behind: {left}"

@@ -7,9 +7,11 @@ is a fresh copy of the example game whose prompts are tagged with the round, kil
 temp files and renames), then run to the end uninterrupted. Checked:
   - after every kill: the lock parses and every file it records is there, whole, as recorded;
   - after the final run (every run under a budget of exactly the game's price): exit 0, every
-    item done, zero duplicate generate calls, the emulator's bill that price (each job paid
-    once), every output decodes and matches its lock record, no temp file anywhere,
-    `.pipeline/jobs` empty, and `plan --check` says nothing is pending.
+    item done, zero duplicate generate calls, uploads, trainings or captions, the emulator's
+    bill that price (each job paid once), every output decodes and matches its lock record, no
+    temp file anywhere, `.pipeline/jobs` empty, and `plan --check` says nothing is pending.
+The game has the whole workflow: a style training (its six images uploaded once), a sketch and
+reference sheets uploaded, `then:` chains of two paid steps per icon output, captions.
 Seeded: CHAOS_SEED=<n> replays the same choices of triggers and delays (timing still varies).
 """
 
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.emulator import Emulator
 from pipeline.lockfile import read_lock
-from tests.e2e import copy_examples, loopback_env, run_process, served, summary
+from tests.e2e import FILES, ITEMS, copy_examples, loopback_env, run_process, served, summary
 from tests.reliability.chaos import (
     TRIGGERS,
     Tally,
@@ -39,11 +42,11 @@ from tests.reliability.conftest import FULL, scale
 SEED = int(os.environ.get("CHAOS_SEED", "20260101"))
 KILLS = scale(3, 50)
 KILLS_PER_ROUND = scale(3, 5)
-ITEMS, FILES = 21, 22
 FAULTS = "error_500=0.03,drop=0.02,generate:drop=0.08,download:truncate=0.05,jobs:error_503=0.05"
-# Under a budget of exactly what the game costs (22 outputs at 10 units): each rerun re-prices
-# what is pending, leaving out the jobs it re-attaches to, and must never refuse or stop short.
-RUN_ARGS = ["run", "--concurrency", "6", "--budget", "220"]
+# Under a budget of exactly what the game costs (tests/test_cost.py): each rerun re-prices what
+# is pending, leaving out the jobs it re-attaches to, and must never refuse or stop short.
+PRICE = 415.0
+RUN_ARGS = ["run", "--concurrency", "6", "--budget", f"{PRICE:g}"]
 
 
 @pytest.mark.timeout(900 if FULL else 120)
@@ -74,7 +77,7 @@ def test_sigkill_at_any_moment_never_pays_twice_nor_loses_a_result(tmp_path: Pat
                 tally.attempts.append(attempt)
                 where = f"{context} round {round_no} attempt {len(tally.attempts)} ({attempt})"
                 check_lock_matches_disk(root)
-                assert emu.stats.duplicate_generates == 0, where
+                _no_duplicates(emu, where)
                 if attempt.outcome == "finished":
                     break  # the round's work is done: more kills would hit an idle run
                 killed_here += 1
@@ -83,14 +86,21 @@ def test_sigkill_at_any_moment_never_pays_twice_nor_loses_a_result(tmp_path: Pat
             assert final.returncode == 0, f"{where}\n{final.stderr[-3000:]}"
             assert summary(final)["counts"]["failed"] == 0, where
             check_final(root, items=ITEMS, files=FILES)
-            assert emu.stats.duplicate_generates == 0, where
-            assert emu.stats.billed == 220.0 * round_no, where
+            _no_duplicates(emu, where)
+            assert emu.stats.billed == PRICE * round_no, where
             planned = run_process(root, "plan", "--check", env=env)
             assert planned.returncode == 0, f"{where}\n{planned.stderr}"
         print(f"\n{context}: {round_no} round(s), {emu.stats.jobs_created} jobs created")
         print(tally.summary())
         print(f"faults injected: {dict(emu.stats.faults)}")
     assert tally.kills >= KILLS
+
+
+def _no_duplicates(emu: Emulator, where: str) -> None:
+    stats = emu.stats
+    assert stats.duplicate_generates == 0, where
+    assert stats.duplicate_uploads == 0, f"{where}: {stats.uploads}"
+    assert stats.duplicate_paid == 0, f"{where}: {stats.paid}"  # trainings and captions
 
 
 def _fresh(tmp_path: Path, round_no: int) -> Path:
@@ -125,11 +135,17 @@ def test_temp_files_of_a_run_killed_after_its_work_are_swept_by_the_next_run(
 
 
 # `pipeline run` with journal cleanup replaced by an instant death: the process dies right after
-# its first lockfile write, before the intents that write made safe are forgotten.
+# the first lockfile write that records an item, before the intents that write made safe are
+# forgotten (uploads and trainings, locked earlier, are forgotten as usual).
 _DIE_BEFORE_FORGET = (
     "import os, sys\n"
     "import pipeline.journal\n"
-    "pipeline.journal.Journal.forget = lambda *args, **kwargs: os._exit(9)\n"
+    "forget = pipeline.journal.Journal.forget\n"
+    "def dying(self, key, job_id=None):\n"
+    "    if key.startswith(('upload-', 'train-')):\n"
+    "        return forget(self, key, job_id)\n"
+    "    os._exit(9)\n"
+    "pipeline.journal.Journal.forget = dying\n"
     "from pipeline.cli import main\n"
     "sys.argv[0] = 'pipeline'\n"
     "main()\n"
@@ -156,5 +172,5 @@ def test_a_kill_between_lock_write_and_journal_cleanup_leaves_no_stale_intent(
         assert locked > 0
         again = run_process(root, "run", env=env)
         assert again.returncode == 0, again.stderr
-        assert emu.stats.duplicate_generates == 0  # money safety holds; only the state leaks
+        _no_duplicates(emu, "the rerun")  # money safety holds; only the state leaks
     assert list((root / ".pipeline" / "jobs").iterdir()) == []
