@@ -102,10 +102,12 @@ def _fixed_duration(spec: str) -> float | None:
 
 
 @contextlib.contextmanager
-def emulator(scenario: Scenario, seed: int = 7) -> Iterator[str]:
+def emulator(scenario: Scenario, seed: int = 7, training: str | None = None) -> Iterator[str]:
     """A fresh `pipeline emulator` process on a free loopback port; yields its base URL."""
     args = [*PIPELINE, "emulator", "--port", "0", "--key", KEY, "--secret", SECRET]
     args += ["--parallel-cap", str(scenario.cap), "--job-duration", scenario.duration]
+    if training is not None:
+        args += ["--training-duration", training]
     args += ["--seed", str(seed)]
     if scenario.faults:
         args += ["--faults", scenario.faults]
