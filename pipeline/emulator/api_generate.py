@@ -128,7 +128,9 @@ def routes(emu: Emulator) -> list[Route]:
         )
         store.add_job(job)
         stats.job_started(job.id, job.created, job.end)
-        stats.record_generate(request_key(model.id, body), cost)
+        # A failed job is no result: sending its request again is not paying twice for one.
+        key = request_key(model.id, body) if not failed else f"failed {job.id}"
+        stats.record_generate(key, cost)
         now = emu.clock()  # read before settling: a job shown ended has its outputs (see get_job)
         store.job(job.id)  # a zero-length job is already done
         envelope = cost_envelope(cost, "custom-generation")

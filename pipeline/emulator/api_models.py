@@ -238,6 +238,8 @@ def routes(emu: Emulator) -> list[Route]:
             for t in model.training_images
         )
         work = {"type": model.type, "images": images, "parameters": body.get("parameters", {})}
+        if failed:  # a failed training is no result: training it again is not paying twice
+            work["failed job"] = job_id
         emu.stats.record_paid("training", work, train_cost(count))
         store.add_job(job)
         model.job_id = job.id

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from pipeline.emulator import api_assets, api_generate, api_models, files
 from pipeline.emulator.config import EmulatorConfig, parse_duration
-from pipeline.emulator.faults import Faults
+from pipeline.emulator.faults import FaultDice, Faults
 from pipeline.emulator.middleware import Gateway
 from pipeline.emulator.state import Store
 from pipeline.emulator.stats import Stats
@@ -58,6 +58,7 @@ class Emulator:
         self.clock: Clock = clock or wall_clock()
         self.sleep: Sleep = sleep or asyncio.sleep
         self.faults = Faults.coerce(self.config.faults)
+        self.dice = FaultDice(self.faults, self.seed)  # the n-th request of a group: same draw
         self.job_duration = parse_duration(self.config.job_duration)
         self.training_duration = parse_duration(self.config.training_duration)
         self.stats = Stats(self.clock)
@@ -73,6 +74,11 @@ class Emulator:
             middleware=[Middleware(Gateway, emu=self, routes=routes)],
             exception_handlers={ApiProblem: _problem, HTTPException: _http_error},
         )
+
+    def set_faults(self, faults: Faults | str) -> None:
+        """Change the faults of the requests from now on (e.g. a storm that ends)."""
+        self.faults = Faults.coerce(faults)
+        self.dice.faults = self.faults
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport into this emulator, in process; use with `base_url`."""

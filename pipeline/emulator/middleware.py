@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.emulator.faults import NO_FAULTS, FaultDice, FaultPlan, format_retry_after, group_of
+from pipeline.emulator.faults import NO_FAULTS, FaultPlan, format_retry_after, group_of
 from pipeline.emulator.wire import ApiProblem
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Gateway:
         self.app = app
         self.emu = emu
         self.routes = routes
-        self.dice = FaultDice(emu.faults, emu.seed)
+        self.dice = emu.dice
         self._tokens = 0.0
         self._refilled: float | None = None
 

@@ -295,3 +295,71 @@ def test_a_timed_out_job_is_reattached_on_rerun_not_paid_again(repo: Path) -> No
         assert all("still in-progress" in i["error"] for i in _json(again)["items"])
         assert emu.stats.jobs_created == paid
         assert emu.stats.duplicate_generates == 0
+
+
+# --- the full workflow: uploads, a training, then-chains, captions, a remote collection -------
+
+# The two collections that use it: ui-icons (a training on six uploaded sprites, a sketch, two
+# paid steps per output, a kept cutout) and characters (captions, reference sheets, a remote
+# collection); 16 items. Each answer lost is found again: an upload among the account's uploads,
+# a training by its model's status, a step job and a caption job in the job list.
+WORKFLOW = ("ui-icons", "characters")
+WORKFLOW_ITEMS = 16
+WORKFLOW_CASES = [
+    Case("answers-lost-everywhere", "generate:drop=0.5,assets:drop=0.5,models:drop=0.5", "done"),
+    Case(
+        "everything-at-once",
+        "error_500=0.1,error_503=0.1,error_429=0.1,drop=0.1,timeout=0.1,timeout_delay=0,"
+        "download:truncate=0.2,assets:expire=0.1",
+        "done",
+    ),
+    Case("training-fails", "models:job_failure=1", "some", "training 'ember-pixel' failed"),
+]
+if FULL:
+    WORKFLOW_CASES += [
+        Case("generate-drop-always", "generate:drop=1", "done"),
+        Case("uploads-timeout", "assets:timeout=0.4,timeout_delay=0", "done"),
+        Case("models-timeout", "models:timeout=0.5,timeout_delay=0", "done"),
+        Case("steps-fail-some", "generate:job_failure=0.2", "some", "ended failure"),
+    ]
+
+
+@pytest.mark.parametrize("case", WORKFLOW_CASES, ids=[c.id for c in WORKFLOW_CASES])
+def test_the_workflow_stages_survive_faults_and_pay_each_request_once(
+    case: Case, repo: Path, quick_sleep: list[float]
+) -> None:
+    """Over loopback (the scenario backend: the account keeps uploads, models and jobs, and the
+    journal is on): done or clear per-item failures, and no generation, step, upload, training
+    or caption sent twice; a rerun without faults then finishes, paying only for what is left."""
+    root = copy_examples(repo)
+    with served(faults=case.faults, seed=5) as (emu, url):
+        env = loopback_env(url)
+        result = invoke(root, "run", "--json", *WORKFLOW, env=env)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.exit_code in (0, 1), result.stderr
+        doc = json.loads(result.stdout)
+        states = {item["key"]: item for item in doc["items"] if "/" in item["key"]}
+        items = {k: v for k, v in states.items() if not k.startswith("collection/")}
+        assert len(items) == WORKFLOW_ITEMS
+        failed = {k: v["error"] for k, v in items.items() if v["state"] == "failed"}
+        if case.expect == "done":
+            assert all(_GAVE_UP.search(e) for e in failed.values()), failed
+            assert len(failed) <= 2, failed
+        else:
+            assert failed and all(case.reason in e for e in failed.values()), failed
+        stats = emu.stats
+        assert stats.duplicate_generates == stats.duplicate_uploads == stats.duplicate_paid == 0
+        lock = read_lock(root / "assets.lock")
+        for key, entry in lock.items.items():
+            for record in entry.files():
+                data = (root / "output" / record.file).read_bytes()
+                assert hashlib.sha256(data).hexdigest() == record.sha256, key
+
+        emu.set_faults("")  # the storm is over
+        again = invoke(root, "run", "--json", *WORKFLOW, env=env)
+        assert again.exit_code == 0, again.stderr
+        assert stats.duplicate_generates == stats.duplicate_uploads == stats.duplicate_paid == 0
+        assert not (root / ".pipeline" / "jobs").exists() or not list(
+            (root / ".pipeline" / "jobs").iterdir()
+        )
+    print(f"\nworkflow {case.id}: {len(failed)} failed, faults {dict(emu.stats.faults)}")
