@@ -2,11 +2,14 @@
 
 The flow, one module per stage:
     manifest.py   pipeline.yaml (settings.py) and manifests/*.yaml (yamlsrc.py), strictly checked,
-                  expanded into Items (expand.py)
-    plan.py       fingerprint each Item, diff against assets.lock (lockfile.py) and disk; pure
-    cost.py       price the pending items with the API's dry runs (plan --cost, run --budget)
-    schedule.py   run the plan: pre-flight (request.py), intents (journal.py), submit and follow
-                  under one retry policy and an adaptive limit (limits.py), collect (collect.py)
+                  expanded into Items and Trainings (expand.py); local input files (inputs.py)
+    plan.py       fingerprint each Item (each stage of a `then:` chain) and Training, diff against
+                  assets.lock (lockfile.py) and disk; pure
+    cost.py       price the pending work with the API's dry runs (plan --cost, run --budget)
+    schedule.py   run the plan: uploads (uploads.py), trainings (training.py), pre-flight
+                  (request.py), intents (journal.py), submit and follow under one retry policy and
+                  an adaptive limit (limits.py), chains, captions, collect (collect.py), remote
+                  collections
     client.py     the async API client; the one place where httpx errors become ours
     emulator/     the `local` backend: the same API, in process or on loopback, placeholder art
     index.py      output/<collection>/index.json for engine import scripts

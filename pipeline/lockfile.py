@@ -255,7 +255,15 @@ def is_newer(raw: bytes) -> bool:
         return False
 
 
+_TAIL_VERSION = re.compile(rb'\n  "version": (\d+)\n\}\n?$')
+
+
 def _peek_version(raw: bytes) -> int:
+    """The lock's version: read off the last line as render_lock writes it (the whole document
+    is parsed only when the tail is not that, e.g. a hand-edited lock)."""
+    tail = _TAIL_VERSION.search(raw[-64:])
+    if tail is not None and raw.lstrip()[:1] == b"{":
+        return int(tail[1])
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("the top level is not an object")

@@ -150,10 +150,10 @@ def stage_fingerprints(item: Item, request: Mapping[str, Any]) -> tuple[str, ...
     return tuple(stages)
 
 
-def locked_request(item: Item, request: Mapping[str, Any]) -> dict[str, Any]:
+def locked_request(item: Item, request: dict[str, Any]) -> dict[str, Any]:
     """The request the lock records: the generation's, and the chain's steps when there are."""
     if not item.steps:
-        return dict(request)
+        return request
     steps = [{"model": step.model, "params": dict(step.params)} for step in item.steps]
     return {**request, "then": steps}
 
@@ -364,16 +364,22 @@ def _classify(
             item.key, State.CHANGED, reasons, item, record, fingerprint, locked, stages=stages,
             resume=resume,
         )  # fmt: skip
-    problems = files.check(locked) + _unkept(item, locked, files.label)
+    problems = files.check(locked)
+    if item.steps:
+        problems += _unkept(item, locked, files.label)
     if not problems and item.caption and any(r.caption is None for r in locked.outputs):
         return PlanEntry(
             item.key, State.CHANGED, ("caption",), item, record, fingerprint, locked,
             stages=stages, resume=_resume(stages, locked, item.outputs),
         )  # fmt: skip
-    state = State.MISSING if problems else State.UNCHANGED
+    if not problems:  # the common case, kept cheap: nothing to resume
+        return PlanEntry(
+            item.key, State.UNCHANGED, (), item, record, fingerprint, locked, stages=stages,
+            resume=len(stages),
+        )  # fmt: skip
     return PlanEntry(
-        item.key, state, tuple(problems), item, record, fingerprint, locked, stages=stages,
-        resume=_resume(stages, locked, item.outputs),
+        item.key, State.MISSING, tuple(problems), item, record, fingerprint, locked,
+        stages=stages, resume=_resume(stages, locked, item.outputs),
     )  # fmt: skip
 
 
