@@ -220,7 +220,7 @@ class Runner:
             follow=functools.partial(
                 self._follow, polls=self.training_polls, deadline=self.options.training_deadline
             ),
-            on_event=self.on_event,
+            on_event=lambda event: self.on_event(event),  # the runner's, even if replaced
             cache=remote,
         )
 

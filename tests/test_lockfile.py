@@ -240,3 +240,16 @@ def test_render_is_the_plain_json_of_the_whole_document(
             render_lock(lock).decode()
             == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         )
+
+
+def test_a_version_1_lock_is_read_and_written_back_as_version_2(tmp_path: Path) -> None:
+    path = tmp_path / "assets.lock"
+    old = render_lock(sample_lock()).decode()
+    doc = json.loads(old)
+    doc["version"] = 1
+    del doc["collections"], doc["items"]["ui-icons/gold-coin"]
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    lock = read_lock(path)
+    assert set(lock.items) == {"characters/knight-angry", "ui-icons/iron-sword"}
+    write_lock(path, lock)
+    assert json.loads(path.read_text())["version"] == LOCK_VERSION == 2

@@ -13,7 +13,7 @@ from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.journal import Intent, Journal
 from pipeline.lockfile import read_lock
 from pipeline.manifest import load_manifests, load_settings
-from pipeline.plan import make_plan
+from pipeline.plan import plan_collections
 from pipeline.report import Event, Outcome
 from pipeline.schedule import Runner, RunOptions, RunPaths
 from pipeline.state import STATE_DIR, RepoLock, StatCache
@@ -41,14 +41,15 @@ def runner_for(root: Path, client: ApiClient, **options: object) -> Runner:
     settings = load_settings(root)
     collections = load_manifests(root, settings)
     lock = read_lock(root / settings.lockfile)
-    plan = make_plan(
-        [item for c in collections for item in c.items],
+    plan = plan_collections(
+        collections,
         lock,
         backend="scenario",
         output_dir=root / "output",
         stat_cache=StatCache(),
+        remote_default=settings.remote_collection,
     )
-    paths = RunPaths(root / "assets.lock", root / "output", root / STATE_DIR)
+    paths = RunPaths(root / "assets.lock", root / "output", root / STATE_DIR, root)
     opts = RunOptions(first_poll=0.05, **options)  # type: ignore[arg-type]
     return Runner(client, plan, lock, paths, options=opts)
 

@@ -248,3 +248,19 @@ def test_the_remote_collection_follows_a_regenerated_item(
     new = read_lock(game / "assets.lock").items["characters/mage-angry"].outputs[0].asset_id
     assert new in collection.asset_ids and old not in collection.asset_ids
     assert len(collection.asset_ids) == 6 + 1  # the six regenerated, and the innkeeper
+
+
+def test_a_lost_lock_is_rebuilt_with_its_trainings_and_uploads_and_pays_nothing(
+    game: Path, account: tuple[Emulator, dict[str, str]]
+) -> None:
+    """index.json carries the caches its items use: a training is never paid for again because
+    a lock was lost."""
+    emu, env = account
+    before = lock_bytes(game)
+    (game / "assets.lock").unlink()
+    rebuilt = invoke(game, "lock", "rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.stderr
+    assert lock_bytes(game) == before
+    again = invoke(game, "run", env=env)
+    assert again.exit_code == 0, again.stderr
+    assert generates(emu) == 0 and not emu.stats.paid and not emu.stats.uploads
