@@ -276,7 +276,7 @@ def _settle(root: Path, settings: Settings, result: Plan, lock: Lockfile) -> Run
 
     state = root / STATE_DIR
     sweep_temp_files(root / settings.output, root / settings.lockfile, state)
-    Journal(state).settle({entry.fingerprint for entry in lock.items.values()})
+    Journal(state).settle(lock)
     if result.hashed:
         cache = StatCache.load(root / STATE_DIR)
         for name, (stat, digest) in result.hashed.items():

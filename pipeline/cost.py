@@ -217,7 +217,7 @@ class _Pricer:
     async def training(self, entry: TrainingEntry) -> float:
         training = entry.training
         probe = await self._probe(training.type)
-        count = len(training.images)
+        count = len({image.sha256 for image in training.images})
         params = dict(training.params) or None
 
         async def dry() -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.files import write_atomic
+from pipeline.lockfile import Lockfile
 
 _FOLDER = "jobs"
 
@@ -89,19 +90,16 @@ class Journal:
         self.write(attached, durable=False)
         return attached
 
-    def settle(self, locked: set[str]) -> int:
-        """Forget the intents whose result is already in the lock (a run killed between writing
-        the lock and forgetting them leaves such); how many went. A step's intent for output
-        n is keyed `<fingerprint>.<n>`: it goes with its fingerprint."""
+    def settle(self, lock: Lockfile) -> int:
+        """Forget the intents whose result the lock provably holds (a run killed between
+        writing the lock and forgetting them leaves such); how many went. Never one the lock
+        only seems to cover: an older result under the same key (a training redone because its
+        model was deleted) is not the new request's."""
         if not self.folder.is_dir():
             return 0
-        stale = [
-            path
-            for path in self.folder.glob("*.json")
-            if path.stem in locked or path.stem.partition(".")[0] in locked
-        ]
-        for path in stale:
-            path.unlink(missing_ok=True)
+        stale = [intent for intent in self.load().values() if covered(intent, lock)]
+        for intent in stale:
+            self._path(intent.fingerprint).unlink(missing_ok=True)
         return len(stale)
 
     def forget(self, fingerprint: str, job_id: str | None = None) -> None:
@@ -117,3 +115,22 @@ class Journal:
 
     def _path(self, fingerprint: str) -> Path:
         return self.folder / f"{fingerprint}.json"
+
+
+def covered(intent: Intent, lock: Lockfile) -> bool:
+    """True when the lock holds this intent's result: the upload's or the training's very id,
+    or, for a job, its item locked at that stage (`<stage fingerprint>[.<output>]`), or, for a
+    caption, its item locked with captions."""
+    key = intent.fingerprint
+    kind, _, rest = key.partition("-")
+    if kind == "upload" and rest:
+        return intent.job_id is not None and lock.uploads.get(rest) == intent.job_id
+    if kind == "train" and rest:
+        return intent.job_id is not None and lock.trainings.get(rest) == intent.job_id
+    entry = lock.items.get(intent.key)
+    if entry is None:
+        return False
+    if kind == "caption" and rest:
+        return entry.fingerprint == rest and all(r.caption is not None for r in entry.outputs)
+    stage = key.partition(".")[0]
+    return entry.fingerprint == stage or any(s.fingerprint == stage for s in entry.stages)

@@ -70,7 +70,8 @@ class PlanEntry:
     locked: LockEntry | None = None  # the lock entry this item matches (for moved: the old one)
     moved_from: str | None = None
     stages: tuple[str, ...] = ()  # every stage's fingerprint: the generation, then each step
-    resume: int = 0  # stages reused from the lock (their results' asset ids are locked)
+    resume: int = 0  # stages already made (locked, theirs or another item's): a run starts after
+    reuse: tuple[tuple[str, ...], ...] = ()  # the asset ids of each of those stages
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,8 @@ def make_plan(
     )
     hashed: dict[str, tuple[os.stat_result, str]] = {}
     files = _Files(output_dir, output_label, stat_cache, hashed)
-    entries = [_classify(item, lock, orphans, backend, files, fps) for item in items]
+    results = _Results(lock)
+    entries = [_classify(item, lock, orphans, backend, files, fps, results) for item in items]
     entries += [
         PlanEntry(key, State.ORPHANED, ("no longer in the manifests",), locked=entry)
         for key, entry in sorted(orphans.entries.items())
@@ -327,6 +329,7 @@ def _classify(
     backend: str,
     files: _Files,
     trainings: Mapping[str, str],
+    results: _Results,
 ) -> PlanEntry:
     locked = lock.items.get(item.key)
     if locked is None:
@@ -334,10 +337,15 @@ def _classify(
         request = request_of(moved[2] if moved else item, backend, trainings)
         if moved is None:
             stages = stage_fingerprints(item, request)
-            record = locked_request(item, request)
-            return PlanEntry(item.key, State.NEW, (), item, record, stages[-1], stages=stages)
+            resume, reuse, source = results.reuse(stages, None, item.outputs)
+            why = (f"the same as {source}: its results are reused",) if source else ()
+            return PlanEntry(
+                item.key, State.NEW, why, item, locked_request(item, request), stages[-1],
+                stages=stages, resume=resume, reuse=reuse,
+            )  # fmt: skip
         old_key, locked, item = moved
         stages = stage_fingerprints(item, request)
+        resume, reuse, _ = results.reuse(stages, locked, item.outputs)
         return PlanEntry(
             item.key,
             State.MISSING,
@@ -348,7 +356,8 @@ def _classify(
             locked,
             moved_from=old_key,
             stages=stages,
-            resume=_resume(stages, locked, item.outputs),
+            resume=resume,
+            reuse=reuse,
         )
     if item.seed_derived and locked.seed_derived and item.seed != locked.request.get("seed"):
         # A derived seed depends on the collection name; keep the one already paid for.
@@ -359,41 +368,95 @@ def _classify(
     record = locked_request(item, request)
     if fingerprint != locked.fingerprint:
         reasons = differences(locked.request, record) or ("recipe",)
-        resume = _resume(stages, locked, item.outputs)
+        resume, reuse, _ = results.reuse(stages, locked, item.outputs)
         return PlanEntry(
             item.key, State.CHANGED, reasons, item, record, fingerprint, locked, stages=stages,
-            resume=resume,
+            resume=resume, reuse=reuse,
         )  # fmt: skip
-    problems = files.check(locked)
-    if item.steps:
-        problems += _unkept(item, locked, files.label)
+    if not item.steps and not locked.stages:  # the common case, kept cheap
+        problems = files.check(locked.outputs)
+        changes: list[str] = []
+    else:
+        problems = files.check(_wanted(item, locked)) + _unkept(item, locked, files.label)
+        changes = _unwanted(item, locked)
     if not problems and item.caption and any(r.caption is None for r in locked.outputs):
-        return PlanEntry(
-            item.key, State.CHANGED, ("caption",), item, record, fingerprint, locked,
-            stages=stages, resume=_resume(stages, locked, item.outputs),
-        )  # fmt: skip
-    if not problems:  # the common case, kept cheap: nothing to resume
+        changes.append("caption")
+    if not problems and not changes:
         return PlanEntry(
             item.key, State.UNCHANGED, (), item, record, fingerprint, locked, stages=stages,
             resume=len(stages),
         )  # fmt: skip
+    resume, reuse, _ = results.reuse(stages, locked, item.outputs)
+    state = State.MISSING if problems else State.CHANGED
     return PlanEntry(
-        item.key, State.MISSING, tuple(problems), item, record, fingerprint, locked,
-        stages=stages, resume=_resume(stages, locked, item.outputs),
+        item.key, state, tuple(problems or changes), item, record, fingerprint, locked,
+        stages=stages, resume=resume, reuse=reuse,
     )  # fmt: skip
 
 
-def _resume(stages: Sequence[str], locked: LockEntry, outputs: int) -> int:
-    """How many leading stages the lock holds, with every result's asset id: a run starts there."""
-    old = [stage.fingerprint for stage in locked.stages] + [locked.fingerprint]
-    ids = [stage.asset_ids for stage in locked.stages]
-    ids.append(tuple(record.asset_id or "" for record in locked.outputs))
-    reused = 0
-    for k, fingerprint in enumerate(stages):
-        if k >= len(old) or old[k] != fingerprint or len(ids[k]) != outputs or not all(ids[k]):
-            break
-        reused = k + 1
-    return reused
+class _Results:
+    """What the lock holds by stage fingerprint, every item's, for a run to start from: a
+    changed step starts from its item's earlier stage, and a stage another item already made
+    (an item added with the same generation, say) is never paid for again. Built on first use:
+    a plan with nothing pending never needs it."""
+
+    def __init__(self, lock: Lockfile) -> None:
+        self.lock = lock
+        self._index: dict[str, tuple[str, tuple[str, ...]]] | None = None
+
+    def _known(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        if self._index is None:
+            self._index = {}
+            for key, entry in sorted(self.lock.items.items()):
+                for stage in entry.stages:
+                    if stage.asset_ids and all(stage.asset_ids):
+                        self._index.setdefault(stage.fingerprint, (key, stage.asset_ids))
+                ids = tuple(record.asset_id or "" for record in entry.outputs)
+                if ids and all(ids):
+                    self._index.setdefault(entry.fingerprint, (key, ids))
+        return self._index
+
+    def reuse(
+        self, stages: Sequence[str], locked: LockEntry | None, outputs: int
+    ) -> tuple[int, tuple[tuple[str, ...], ...], str | None]:
+        """How many leading stages are already made (a run starts after them), each one's asset
+        ids, and the other item they come from (None: the item's own lock, or nothing)."""
+        own: dict[str, tuple[str, ...]] = {}
+        if locked is not None:
+            own = {stage.fingerprint: stage.asset_ids for stage in locked.stages}
+            own[locked.fingerprint] = tuple(r.asset_id or "" for r in locked.outputs)
+        known = self._known()
+        for k in range(len(stages) - 1, -1, -1):  # the latest stage made wins
+            ids = own.get(stages[k])
+            source = None
+            if not ids or len(ids) != outputs or not all(ids):
+                found = known.get(stages[k])
+                if found is None or len(found[1]) != outputs:
+                    continue
+                source, ids = found
+            reuse = tuple(own.get(fp) or known.get(fp, ("", ()))[1] for fp in stages[:k])
+            return k + 1, (*reuse, ids), source
+        return 0, (), None
+
+
+def _wanted(item: Item, locked: LockEntry) -> tuple[OutputRecord, ...]:
+    """The files the item should have: its outputs, and the results of its `keep: true` steps."""
+    kept = tuple(
+        record
+        for k, stage in enumerate(locked.stages)
+        if 0 < k <= len(item.steps) and item.steps[k - 1].keep
+        for record in stage.kept
+    )
+    return locked.outputs + kept
+
+
+def _unwanted(item: Item, locked: LockEntry) -> list[str]:
+    """The kept results of steps that no longer say `keep: true` (their files are to go)."""
+    return [
+        f"then[{k - 1}] result no longer kept"
+        for k, stage in enumerate(locked.stages)
+        if stage.kept and not (0 < k <= len(item.steps) and item.steps[k - 1].keep)
+    ]
 
 
 def _unkept(item: Item, locked: LockEntry, label: str) -> list[str]:
@@ -514,9 +577,9 @@ class _Files:
     stat_cache: StatCache
     hashed: dict[str, tuple[os.stat_result, str]]
 
-    def check(self, locked: LockEntry) -> list[str]:
-        """Why the locked files are not all present and intact (empty when they are)."""
-        return [reason for record in locked.files() if (reason := self._check(record))]
+    def check(self, records: Sequence[OutputRecord]) -> list[str]:
+        """Why these locked files are not all present and intact (empty when they are)."""
+        return [reason for record in records if (reason := self._check(record))]
 
     def _check(self, record: OutputRecord) -> str:
         # os.path on strings, not pathlib: this runs for every file on every no-op plan.

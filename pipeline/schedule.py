@@ -64,7 +64,7 @@ from pipeline.plan import CollectionSync, Plan, PlanEntry, State
 from pipeline.report import Event, ItemResult, Outcome, RunReport
 from pipeline.request import ModelSchemas, build_body, build_step_body
 from pipeline.state import StatCache
-from pipeline.training import Trainings, training_key
+from pipeline.training import Trainings
 from pipeline.uploads import Uploads
 from pipeline.wire import GenerateResult, Job
 
@@ -117,27 +117,6 @@ class _Made:
     paid: list[tuple[str, str]] = field(default_factory=list)  # (journal key, job id)
 
 
-def _locked_ids(locked: LockEntry, stage: int) -> list[str]:
-    """The asset ids of a stage the lock holds: an intermediate one's, or the outputs'."""
-    if stage < len(locked.stages):
-        return list(locked.stages[stage].asset_ids)
-    return [record.asset_id or "" for record in locked.outputs]
-
-
-def _settled(lock: Lockfile) -> set[str]:
-    """The journal keys of everything the lock holds (their intents can go)."""
-    keys = {entry.fingerprint for entry in lock.items.values()}
-    keys |= {stage.fingerprint for entry in lock.items.values() for stage in entry.stages}
-    keys |= {
-        f"caption-{entry.fingerprint}"
-        for entry in lock.items.values()
-        if entry.outputs and all(record.caption is not None for record in entry.outputs)
-    }
-    keys |= {f"upload-{sha}" for sha in lock.uploads}
-    keys |= {training_key(fingerprint) for fingerprint in lock.trainings}
-    return keys
-
-
 class Runner:
     """Runs one plan. Create it, `await run()`; `interrupt()` (first Ctrl-C) stops submitting."""
 
@@ -169,11 +148,12 @@ class Runner:
         self.polls = PollClock(first=self.options.first_poll)
         self.journal = Journal(paths.state, enabled=not self.options.restore_by_regenerating)
         if not self.options.force:  # with --force, a paid job for a locked item is the new one
-            self.journal.settle(_settled(lock))
+            self.journal.settle(lock)
         self._intents = self.journal.load()
         self._claimed = {intent.job_id for intent in self._intents.values() if intent.job_id}
         self.schemas = ModelSchemas(lambda model: self._call(lambda: client.get_model(model)))
         self._same: dict[str, asyncio.Future[_Made]] = {}
+        self._jobs: dict[str, asyncio.Future[Job]] = {}  # by journal key: one job per request
         self._stopping = False
         self._dirty = False
         self._forget: list[tuple[str, str]] = []  # (fingerprint, job id) safe in the lock
@@ -222,6 +202,7 @@ class Runner:
             ),
             on_event=lambda event: self.on_event(event),  # the runner's, even if replaced
             cache=remote,
+            stopping=lambda: self._stopping,
         )
 
     # --- the run ------------------------------------------------------------------------------
@@ -317,7 +298,7 @@ class Runner:
             if entry.state is State.MISSING and not self.options.restore_by_regenerating:
                 assert entry.item is not None and entry.locked is not None
                 result.attempts += len(entry.locked.files())
-                made = await self._restore(entry, entry.item, entry.locked)
+                made = await self._restore(entry, entry.item, entry.locked, result)
                 outcome = Outcome.RESTORED
             else:
                 made = await self._generate_once(entry, result)
@@ -343,25 +324,32 @@ class Runner:
         self.on_event(Event(outcome.value, entry.key, f"{len(made.outputs)} file(s)"))
         return result
 
-    async def _restore(self, entry: PlanEntry, item: Item, locked: LockEntry) -> _Made:
-        """A missing item's files back from the lock, kept intermediate results included."""
+    async def _restore(
+        self, entry: PlanEntry, item: Item, locked: LockEntry, result: ItemResult
+    ) -> _Made:
+        """A missing item's files back from the lock, kept intermediate results included (and
+        captioned, if captions were asked for since)."""
         moved = entry.moved_from is not None
         outputs = await self.collector.restore(item, locked.outputs, moved=moved)
         stages = []
         for k, stage in enumerate(locked.stages):
             step = item.steps[k - 1] if 0 < k <= len(item.steps) else None
-            kept = stage.kept
+            kept: tuple[OutputRecord, ...] = ()  # a step no longer kept: its file goes
             if step is not None and step.keep:
-                if len(kept) == item.outputs:
+                if len(stage.kept) == item.outputs:
                     kept = tuple(
-                        await self.collector.restore(item, kept, moved=moved, step=step.name)
+                        await self.collector.restore(item, stage.kept, moved=moved, step=step.name)
                     )
                 elif len(stage.asset_ids) == item.outputs:
                     kept = tuple(await self.collector.collect_ids(item, stage.asset_ids, step.name))
                 else:
                     raise DownloadError("?", f"then[{k - 1}] ({step.name}) has no asset to keep")
             stages.append(replace(stage, kept=kept))
-        return _Made(outputs, tuple(stages))
+        made = _Made(outputs, tuple(stages))
+        ids = [record.asset_id or "" for record in outputs]
+        if all(ids):
+            await self._caption_outputs(entry, item, made, ids, result)
+        return made
 
     # --- generating ---------------------------------------------------------------------------
 
@@ -408,11 +396,13 @@ class Runner:
         return _Made(outputs, tuple(stages))
 
     async def _generate(self, entry: PlanEntry, item: Item, result: ItemResult) -> _Made:
-        """Every stage from the first the lock lacks: the generation, each `then:` step on the
-        one before, the final outputs downloaded, captioned when asked."""
+        """Every stage after those already made (`entry.resume`: this item's locked stages, or
+        another item's): the generation, each `then:` step on the one before, the final outputs
+        downloaded, captioned when asked. Every step is checked before anything is paid."""
         stages = entry.stages or (entry.fingerprint or "",)
         locked = entry.locked
-        start = 0 if self.options.force or locked is None else min(entry.resume, len(stages))
+        start = 0 if self.options.force else min(entry.resume, len(stages), len(entry.reuse))
+        await self._check_steps(item, max(start, 1))
         made = _Made([])
         records: list[StageRecord] = []
         ids: list[str] = []
@@ -420,8 +410,7 @@ class Runner:
         for k, fingerprint in enumerate(stages):
             reused = k < start
             if reused:
-                assert locked is not None
-                ids = _locked_ids(locked, k)
+                ids = list(entry.reuse[k])
             elif k == 0:
                 ids = await self._generation(entry, item, fingerprint, result, made)
             else:
@@ -431,9 +420,9 @@ class Runner:
             step = item.steps[k - 1] if k else None
             kept: tuple[OutputRecord, ...] = ()
             if step is not None and step.keep:
-                same = locked is not None and k < len(locked.stages) and reused
+                same = locked is not None and reused and k < len(locked.stages)
                 old = locked.stages[k].kept if same and locked is not None else ()
-                if len(old) == item.outputs:
+                if same and len(old) == item.outputs and locked is not None:
                     kept = tuple(
                         await self.collector.restore(item, old, moved=False, step=step.name)
                     )
@@ -441,17 +430,34 @@ class Runner:
                     kept = tuple(await self.collector.collect_ids(item, ids, step.name))
             records.append(StageRecord(fingerprint, tuple(ids), kept))
         made.stages = tuple(records)
-        if start > last and locked is not None and len(locked.stages) == last:
+        if start > last and locked is not None and locked.fingerprint == stages[-1]:
             made.outputs = await self.collector.restore(item, locked.outputs, moved=False)
         else:
             made.outputs = await self.collector.collect_ids(item, ids)
+        await self._caption_outputs(entry, item, made, ids, result)
+        return made
+
+    async def _caption_outputs(
+        self, entry: PlanEntry, item: Item, made: _Made, ids: Sequence[str], result: ItemResult
+    ) -> None:
+        """Alt text for the final outputs that lack it (`caption: true`)."""
         if item.caption and any(record.caption is None for record in made.outputs):
             captions = await self._captions(entry, ids, result)
             made.outputs = [
                 replace(record, caption=caption)
                 for record, caption in zip(made.outputs, captions, strict=True)
             ]
-        return made
+
+    async def _check_steps(self, item: Item, first: int) -> None:
+        """The `then:` steps from stage `first` on, checked against their models' schemas
+        before the first of the item's requests is paid (a step's own input stands in)."""
+        problems = []
+        for index in range(first - 1, len(item.steps)):
+            step = item.steps[index]
+            model = await self.schemas.of_model(step.model, item.locate(f"steps[{index}].model"))
+            problems += build_step_body(item, index, step, model, "asset_input")[1]
+        if problems:
+            raise InvalidInput(problems)
 
     async def _generation(
         self, entry: PlanEntry, item: Item, key: str, result: ItemResult, made: _Made
@@ -508,7 +514,32 @@ class Runner:
         result: ItemResult,
         made: _Made,
     ) -> Job:
-        """Submit (paid at most once, under `key`) and follow one job to success."""
+        """Submit (paid at most once, under `key`) and follow one job to success. Items whose
+        stage is the same request (the same key) share its one job: the first pays for it."""
+        shared = self._jobs.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._jobs[key] = future
+        try:
+            job = await self._own_job(entry, model, key, body, result, made)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # the sharers re-raise it; nobody else must see it unretrieved
+            del self._jobs[key]  # a later item may try again
+            raise
+        future.set_result(job)
+        return job
+
+    async def _own_job(
+        self,
+        entry: PlanEntry,
+        model: str,
+        key: str,
+        body: Mapping[str, Any],
+        result: ItemResult,
+        made: _Made,
+    ) -> Job:
         job_id = await self._submit(entry, model, key, body, result)
         finished = False
         try:
@@ -526,8 +557,10 @@ class Runner:
     async def _captions(
         self, entry: PlanEntry, ids: Sequence[str], result: ItemResult
     ) -> list[str]:
-        """Alt text for each final output (`POST /generate/caption`), paid at most once: a lost
-        answer is looked for among the caption jobs (whose output holds the text)."""
+        """Alt text for each final output (`POST /generate/caption`), paid at most once: the
+        caption job's id goes into the journal, and a lost answer is looked for among the
+        caption jobs (whose output holds the text). Its intent is forgotten once the captions
+        are in the lock."""
         key = f"caption-{entry.fingerprint}"
         body = {"images": list(ids)}
         intent = self._intents.pop(key, None)
@@ -535,6 +568,8 @@ class Runner:
             found = await self._caption_job(intent)
             if found is not None:
                 return found
+        if self._stopping:
+            raise _Interrupted
         intent = Intent(key, entry.key, "caption", body, self._now_iso())
         if self.spending.budget is not None and key not in self.spending.estimates:
             dry = await self._call(lambda: self.client.caption(ids, dry_run=True))
@@ -545,6 +580,8 @@ class Runner:
         async def send() -> list[str]:
             reply = await self.client.caption(ids)
             billed.append(reply.cost.creative_units_cost)
+            if reply.job is not None:
+                self.journal.attach(intent, reply.job.job_id)
             if len(reply.captions) != len(ids):
                 raise DownloadError(ids[0], f"{len(reply.captions)} captions for {len(ids)} images")
             return reply.captions
@@ -561,12 +598,18 @@ class Runner:
             raise
         finally:
             self.spending.release(reserved)
-        self.spending.paid(key, billed[-1] if billed else None)
-        return captions  # its intent is forgotten once the captions are in the lock
+            if billed:  # answered: charged as billed, even when the answer was unusable
+                self.spending.paid(key, billed[-1])
+        if not billed:
+            self.spending.paid(key, None)  # found again: its estimate
+        return captions
 
     async def _caption_job(self, intent: Intent) -> list[str] | None:
         """The captions of a caption job made from this intent, if the API has one."""
-        job_id = await self._reconcile(intent, job_type="caption")
+        job_id = intent.job_id
+        if job_id is not None and not await self._job_exists(job_id):
+            job_id = None
+        job_id = job_id or await self._reconcile(intent, job_type="caption")
         if job_id is None:
             return None
         job = await self._call(lambda: self.client.get_job(job_id))
@@ -597,11 +640,15 @@ class Runner:
             if found is not None:
                 return await self._attach(entry, intent, found)
         intent = intent or Intent(fingerprint, entry.key, model, dict(body), self._now_iso())
-        if self.spending.budget is not None and fingerprint not in self.spending.estimates:
-            # a step's input exists only now: priced by a dry run of its exact body
+        if (
+            self.spending.budget is not None
+            and fingerprint not in self.spending.estimates
+            and "." in fingerprint  # a step (`<stage>.<output>`): a generation the preview
+        ):  # could not price stays unpriced. A step's input exists only now: a dry run of it
             dry = await self._call(lambda: self.client.generate(model, body, dry_run=True))
             self.spending.price(fingerprint, dry.cost.creative_units_cost)
         rejections = 0
+        tries = 0  # this request's own sends (the item's total is `result.attempts`)
         while True:
             await self.limit.acquire()
             if self._stopping:
@@ -612,6 +659,7 @@ class Runner:
             except BudgetReached:
                 await self.limit.release(completed=False)
                 raise
+            tries += 1
             try:
                 reply = await self._send(intent, body, reserved, result, maybe_paid=maybe_paid)
             except _Interrupted:
@@ -622,16 +670,17 @@ class Runner:
                 if exc.parallel_limit and rejections < _MAX_CAP_REJECTIONS:
                     rejections += 1
                     result.attempts -= 1
+                    tries -= 1
                     await self.limit.rejected()
                     if self.limit.in_flight == 0:
                         await self.sleep(self.options.retry.delay(1, exc, self.rng))
                     continue
                 maybe_paid = maybe_paid or exc.maybe_sent
-                found = await self._after_failure(entry, intent, exc, result)
+                found = await self._after_failure(entry, intent, exc, tries)
             except ApiUnreachable as exc:
                 await self.limit.release(completed=False)
                 maybe_paid = maybe_paid or exc.maybe_sent
-                found = await self._after_failure(entry, intent, exc, result)
+                found = await self._after_failure(entry, intent, exc, tries)
             except ApiRejected as exc:
                 await self.limit.release(completed=False)
                 if not maybe_paid and exc.status < 500:
@@ -707,16 +756,18 @@ class Runner:
         return True
 
     async def _after_failure(
-        self, entry: PlanEntry, intent: Intent, exc: ApiError, result: ItemResult
+        self, entry: PlanEntry, intent: Intent, exc: ApiError, tries: int
     ) -> str | None:
-        """Wait as the policy says; if the request may have gone through, look for its job."""
+        """Wait as the policy says; if the request may have gone through, look for its job.
+        `tries`: the sends of this request so far (each request of an item has the policy's
+        attempts: a chain's step does not inherit the failures of the generation)."""
         maybe_sent = isinstance(exc, ApiUnreachable | ApiTransient) and exc.maybe_sent
-        if result.attempts >= self.options.retry.attempts:
+        if tries >= self.options.retry.attempts:
             found = await self._reconcile(intent) if maybe_sent else None
             if found is None:
                 raise exc
             return found
-        delay = self.options.retry.delay(result.attempts, exc, self.rng)
+        delay = self.options.retry.delay(tries, exc, self.rng)
         self.on_event(Event("retry", entry.key, f"{exc} (again in {delay:.1f}s)"))
         await self.sleep(delay)
         return await self._reconcile(intent) if maybe_sent else None

@@ -19,7 +19,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from pipeline.client import TRAINING_BATCH, ApiClient
-from pipeline.errors import ApiError, ApiRejected, JobFailed, TrainingFailed
+from pipeline.errors import (
+    ApiError,
+    ApiRejected,
+    InvalidInput,
+    JobFailed,
+    Problem,
+    TrainingFailed,
+)
 from pipeline.journal import Intent, Journal
 from pipeline.limits import RetryPolicy, Sleep, Spending
 from pipeline.lockfile import Lockfile
@@ -32,6 +39,11 @@ T = TypeVar("T")
 _PREFIX = "train-"
 _STARTED = frozenset({"training", "trained"})
 _ENDED_BADLY = frozenset({"failed", "training-canceled"})
+
+
+def _unique(entry: TrainingEntry) -> int:
+    """How many distinct images the training has (two paths may hold the same content)."""
+    return len({image.sha256 for image in entry.training.images})
 
 
 def training_key(fingerprint: str) -> str:
@@ -60,12 +72,14 @@ class Trainings:
         follow: Callable[[str, str], Awaitable[Job]],
         on_event: Callable[[Event], None],
         cache: bool = True,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.client, self.entries, self.lock, self.journal = client, entries, lock, journal
         self._intents, self.uploads, self.spending = intents, uploads, spending
         self.retry, self.sleep, self.rng, self.now = retry, sleep, rng, now
         self._saved, self._follow, self.on_event = saved, follow, on_event
         self.cache = cache  # False on the local backend: its models end with the run
+        self.stopping = stopping  # after a first Ctrl-C nothing new is paid for
         self._models: dict[str, asyncio.Future[str]] = {}
         self.trained = 0  # trainings this run paid for
 
@@ -134,7 +148,7 @@ class Trainings:
         """The model an earlier run made, if this run can go on with it."""
         if model is None or model.status in _ENDED_BADLY:
             return None
-        if model.status == "new" and model.training_images_number != len(entry.training.images):
+        if model.status == "new" and model.training_images_number != _unique(entry):
             return None  # images half added: left as it is (unpaid), a fresh model is made
         return model
 
@@ -143,7 +157,16 @@ class Trainings:
         name = f"{training.name} ({entry.fingerprint[:8]})"
         intent = Intent(key, f"train/{training.name}", training.type, {"name": name}, self.now())
         await asyncio.to_thread(self.journal.write, intent)
-        model = await self._call(lambda: self.client.create_model(name=name, type=training.type))
+        try:  # free: a lost answer may leave an empty model behind, never a paid one
+            model = await self._call(
+                lambda: self.client.create_model(name=name, type=training.type)
+            )
+        except ApiRejected as exc:
+            if exc.status >= 500:
+                raise
+            self.journal.forget(key)
+            problem = Problem(training.locate("type"), f"the API refused the model: {exc}")
+            raise InvalidInput([problem]) from None
         self.journal.attach(intent, model.id)
         ids = await asyncio.gather(*(self.uploads.asset_id(file) for file in training.images))
         unique = list(dict.fromkeys(ids))
@@ -175,6 +198,8 @@ class Trainings:
     async def _train(self, entry: TrainingEntry, key: str, model: Model) -> str:
         """Start the training, paid once; the training job's id."""
         params = dict(entry.training.params) or None
+        if self.stopping():
+            raise TrainingFailed(entry.name, "not started: the run is stopping")
         if self.spending.budget is not None and key not in self.spending.estimates:
             dry = await self._call(
                 lambda: self.client.train(model.id, parameters=params, dry_run=True)
@@ -186,8 +211,12 @@ class Trainings:
         async def send() -> str:
             reply = await self.client.train(model.id, parameters=params)
             billed.append(reply.cost.creative_units_cost)
-            assert reply.job is not None
-            return reply.job.job_id
+            if reply.job is not None:
+                return reply.job.job_id
+            started = await find()  # an answer without its job: the model says
+            if started is None:
+                raise TrainingFailed(entry.name, "the API answered the train call without a job")
+            return started
 
         async def find() -> str | None:
             current = await self._model(model.id)

@@ -83,27 +83,18 @@ async def test_a_request_that_never_arrived_is_charged_once_when_sent_again(
     assert report.spent == emu.stats.billed == 20.0
 
 
-async def test_under_a_budget_a_request_the_preview_did_not_price_is_priced_before_it_is_sent(
+async def test_under_a_budget_an_item_that_could_not_be_priced_is_not_sent(
     repo: Path, write: WriteFile
 ) -> None:
-    """A step's input exists only during the run: its exact body is dry-run then, and the
-    budget holds it like any other price. Past the budget, it is not sent."""
+    """Only a step (whose input exists only during the run) is priced by a dry run then; a
+    generation the preview could not price is never sent under a budget."""
     write("manifests/icons.yaml", TWO)
     report, emu = await run_priced(repo, sent=True, budget=100.0, priced=1)
-    assert report.count(Outcome.GENERATED) == 2
-    assert generates(emu) == 2 and report.spent == 20.0
-    assert emu.stats.requests["POST /v1/generate/custom/{modelId}"] == 3  # one dry run
-
-
-async def test_under_a_budget_a_request_priced_during_the_run_past_the_budget_is_not_sent(
-    repo: Path, write: WriteFile
-) -> None:
-    write("manifests/icons.yaml", TWO)
-    report, emu = await run_priced(repo, sent=True, budget=15.0, priced=1)
     outcomes = {r.key: (r.outcome, r.error) for r in report.results}
     assert outcomes["icons/a"] == (Outcome.GENERATED, None)
     skipped, error = outcomes["icons/b"]
     assert skipped is Outcome.SKIPPED and isinstance(error, BudgetReached)
+    assert "could not be priced" in str(error)
     assert generates(emu) == 1 and report.spent == 10.0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import textwrap
 from pathlib import Path
 
 from pipeline.emulator import Emulator, EmulatorConfig
@@ -191,3 +192,121 @@ def test_a_remote_collection_is_filled_49_assets_a_request(repo: Path, write: Wr
         assert emu.stats.requests["PUT /v1/collections/{collectionId}/assets"] == 2
         remote = read_lock(repo / "assets.lock").collections["icons"]
         assert len(emu.store.collections[remote].asset_ids) == 60
+
+
+# --- the review's findings, each pinned ---------------------------------------------------------
+
+
+def test_settle_forgets_only_what_the_lock_provably_holds(tmp_path: Path) -> None:
+    """A lock holding an *older* model (or upload) under the same key does not cover a new
+    request's intent: forgetting it would pay for the training again after a crash."""
+    from pipeline.journal import Intent, covered
+    from pipeline.lockfile import LockEntry, Lockfile
+
+    lock = Lockfile(
+        items={"icons/sword": LockEntry(fingerprint="a" * 64, request={})},
+        uploads={"b" * 64: "asset_old"},
+        trainings={"c" * 64: "model_old"},
+    )
+
+    def intent(key: str, item: str = "icons/sword", job: str | None = None) -> Intent:
+        return Intent(key, item, "m", {}, "2026-01-01T00:00:00+00:00", job)
+
+    assert covered(intent("train-" + "c" * 64, job="model_old"), lock)
+    assert not covered(intent("train-" + "c" * 64, job="model_new"), lock)
+    assert covered(intent("upload-" + "b" * 64, job="asset_old"), lock)
+    assert not covered(intent("upload-" + "b" * 64, job="asset_new"), lock)
+    assert covered(intent("a" * 64), lock)
+    assert covered(intent("a" * 64 + ".1"), lock)
+    # the same generation, in flight for another item: not this lock entry's
+    assert not covered(intent("a" * 64, item="icons/sword-cutout"), lock)
+
+
+SHARED = """
+    defaults: {model: model_bfl-flux-2-dev, width: 256, height: 256}
+    items:
+      - {id: sword, prompt: a sword, seed: 1}
+"""
+CUTOUT = "      - {id: sword-cutout, prompt: a sword, seed: 1, then: [{model: model_upscale-v3}]}\n"
+
+
+async def test_a_generation_two_items_share_is_paid_once(repo: Path, write: WriteFile) -> None:
+    """In one run (a stage's journal key is shared) and across runs (a locked stage of another
+    item is reused): the same request is never paid for twice."""
+    write("manifests/icons.yaml", SHARED + CUTOUT)
+    emu = Emulator(EmulatorConfig(**FAST))
+    async with client_for(emu) as client:
+        report = await runner_for(repo, client).run()
+    assert report.count(Outcome.GENERATED) == 2
+    assert generates(emu) == 2 and emu.stats.duplicate_generates == 0  # sword, one upscale
+    assert report.spent == emu.stats.billed
+
+    again = repo / "again"
+    (again / "manifests").mkdir(parents=True)
+    (again / "manifests" / "icons.yaml").write_text(textwrap.dedent(SHARED).lstrip())
+    emu = Emulator(EmulatorConfig(**FAST))
+    async with client_for(emu) as client:
+        await runner_for(again, client).run()
+        manifest = again / "manifests" / "icons.yaml"
+        manifest.write_text(manifest.read_text() + "  " + CUTOUT.strip() + "\n")
+        runner = runner_for(again, client)
+        (entry,) = runner.plan.pending
+        assert entry.reasons == ("the same as icons/sword: its results are reused",)
+        report = await runner.run()
+    assert report.count(Outcome.GENERATED) == 1
+    assert [job.model_id for job in emu.store.jobs.values()] == [
+        "model_bfl-flux-2-dev",
+        "model_upscale-v3",
+    ]
+
+
+def test_a_broken_step_is_found_before_anything_is_paid(
+    repo: Path, write: WriteFile, make_local: object
+) -> None:
+    write(
+        "manifests/icons.yaml",
+        f"""
+        defaults: {{model: model_bfl-flux-2-dev, width: 256, height: 256}}
+        items:
+          - {{id: a, prompt: a sword, then: [{{model: {IMAGEN}}}]}}
+        """,
+    )
+    emu = make_local()  # type: ignore[operator]
+    assert invoke(repo, "run").exit_code == 1
+    assert generates(emu) == 0
+
+
+def test_a_step_no_longer_kept_loses_its_file_and_nothing_breaks(
+    repo: Path, write: WriteFile, make_local: object
+) -> None:
+    write("manifests/icons.yaml", CHAINED.format(scale=2, keep="true", caption="false"))
+    make_local()  # type: ignore[operator]
+    assert invoke(repo, "run").exit_code == 0
+    cutout = repo / "output" / "icons" / "a.photoroom-background-remover.png"
+    assert cutout.exists()
+    write("manifests/icons.yaml", CHAINED.format(scale=2, keep="false", caption="false"))
+    cutout.unlink()
+    planned = plan_of(repo, backend="local")
+    assert planned["state"] is State.CHANGED
+    assert planned["reasons"] == ("then[0] result no longer kept",)
+    assert invoke(repo, "run").exit_code == 0
+    assert invoke(repo, "plan", "--check").exit_code == 0
+    assert not cutout.exists()
+
+
+async def test_after_a_first_ctrl_c_no_caption_is_paid(repo: Path, write: WriteFile) -> None:
+    write(
+        "manifests/icons.yaml",
+        """
+        defaults: {model: model_bfl-flux-2-dev, width: 256, height: 256, caption: true}
+        items:
+          - {id: a, prompt: a sword, seed: 1}
+        """,
+    )
+    emu = Emulator(EmulatorConfig(**FAST))
+    async with client_for(emu) as client:
+        runner = runner_for(repo, client)
+        runner.on_event = lambda event: event.kind == "submitted" and runner.interrupt()
+        report = await runner.run()
+    assert generates(emu) == 1 and not emu.stats.paid
+    assert report.count(Outcome.SKIPPED) == 1  # its files are not locked without the caption

@@ -58,8 +58,39 @@ values = st.recursive(
 ITEM_KEYS = [
     "id", "prompt", "negative_prompt", "model", "lora", "seed", "width", "height", "outputs",
     "params", "matrix", "image", "strength", "then", "promt", "Seed", "collection", "defaults",
+    "referenceImages", "caption", "reference_images",
 ]  # fmt: skip
-TOP_KEYS = ["collection", "defaults", "items", "train", "item", "version", "id"]
+TOP_KEYS = [
+    "collection", "defaults", "items", "train", "item", "version", "id", "remote_collection",
+]  # fmt: skip
+# Paths a fuzzed manifest may name; the fuzzed repo holds the example's refs/ (tests/e2e.py REFS).
+_PATHS = [
+    "refs/potion-sketch.png", "refs/style/*.png", "refs/innkeeper/sheet-1.png", "refs/nope.png",
+    "../x.png", "/etc/passwd", "refs", "refs/**/*.png", "", "manifests/ui-icons.yaml",
+]  # fmt: skip
+_STEPS = st.lists(
+    st.fixed_dictionaries(
+        {"model": st.sampled_from(["photoroom-background-remover", "model_upscale-v3", "m", ""])},
+        optional={
+            "params": st.dictionaries(st.sampled_from(["scale", "image"]), scalars, max_size=2),
+            "keep": st.one_of(st.booleans(), values),
+            "name": st.sampled_from(["cut", "a/b", "", "cut"]),
+        },
+    ),
+    max_size=3,
+)
+_TRAININGS = st.lists(
+    st.fixed_dictionaries(
+        {"name": st.sampled_from(["pixel", "Pixel", "a/b", ""])},
+        optional={
+            "images": st.one_of(st.sampled_from(_PATHS), st.lists(st.sampled_from(_PATHS))),
+            "type": st.sampled_from(["flux.2-dev-lora", ""]),
+            "preset": st.sampled_from(["style", "subject", "pop"]),
+            "params": st.dictionaries(st.sampled_from(["rank", "maxTrainSteps"]), scalars),
+        },
+    ),
+    max_size=2,
+)
 
 
 def _plausible(key: str) -> st.SearchStrategy[Any]:
@@ -69,7 +100,9 @@ def _plausible(key: str) -> st.SearchStrategy[Any]:
         "prompt": st.sampled_from(["a sword", "{m} shield", "p"]),
         "negative_prompt": st.sampled_from(["blurry", ""]),
         "model": st.sampled_from(["model_bfl-flux-2-dev", "m", ""]),
-        "lora": st.sampled_from(["model_x", ["model_x", {"model": "y", "scale": 0.5}], None]),
+        "lora": st.sampled_from(
+            ["model_x", ["model_x", {"model": "y", "scale": 0.5}], None, "pixel", "pixle"]
+        ),
         "seed": st.integers(-2, 2**33),
         "width": st.sampled_from([64, 512, 0, -8, 513]),
         "height": st.sampled_from([64, 512, 0]),
@@ -77,6 +110,13 @@ def _plausible(key: str) -> st.SearchStrategy[Any]:
         "params": st.dictionaries(st.sampled_from(["guidance", "steps"]), values, max_size=2),
         "matrix": st.dictionaries(st.sampled_from(["m", "n"]), st.lists(scalars, max_size=3)),
         "collection": st.sampled_from(["ui", "Tiles", "a/b", ""]),
+        "image": st.sampled_from(_PATHS),
+        "strength": st.sampled_from([0.6, 0, 1, 1.5, -1]),
+        "referenceImages": st.one_of(st.sampled_from(_PATHS), st.lists(st.sampled_from(_PATHS))),
+        "then": _STEPS,
+        "caption": st.booleans(),
+        "train": _TRAININGS,
+        "remote_collection": st.booleans(),
     }
     base = good.get(key, values)
     return st.one_of(base, base, values)
@@ -93,7 +133,8 @@ def manifest_docs(draw: st.DrawFn) -> Any:
     """A manifest-shaped value: mostly a mapping with items, sometimes anything."""
     if draw(st.integers(0, 9)) == 0:
         return draw(values)
-    doc: dict[Any, Any] = draw(_mapping(["collection", "defaults", "train", "version"], 3))
+    top = ["collection", "defaults", "train", "version", "remote_collection"]
+    doc: dict[Any, Any] = draw(_mapping(top, 3))
     if "defaults" in doc and draw(st.booleans()):
         doc["defaults"] = draw(_mapping(ITEM_KEYS, 4))
     if draw(st.integers(0, 5)):

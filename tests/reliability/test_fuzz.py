@@ -10,6 +10,7 @@ real CLI. Also: the fast YAML reader never reads a document differently from PyY
 from __future__ import annotations
 
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,10 @@ from pipeline import yamlfast
 from pipeline.errors import InvalidInput, LockfileError
 from pipeline.lockfile import read_lock, render_lock
 from pipeline.manifest import Settings, load_manifests, load_settings
-from pipeline.plan import make_plan
+from pipeline.plan import plan_collections
 from pipeline.state import StatCache
 from pipeline.yamlsrc import _Loader
-from tests.e2e import copy_examples, invoke
+from tests.e2e import REFS, copy_examples, invoke
 from tests.helpers import same
 from tests.reliability import strategies as S
 from tests.reliability.conftest import PROFILE
@@ -47,6 +48,8 @@ def _note(outcome: str) -> None:
 
 def check_manifest(root: Path, data: bytes | str) -> str:
     """Load one manifest: a valid load that plans, or InvalidInput located in that file."""
+    if not (root / "refs").exists():  # the example's input files, for the paths it may name
+        shutil.copytree(REFS, root / "refs")
     path = root / MANIFEST
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     try:
@@ -61,8 +64,8 @@ def check_manifest(root: Path, data: bytes | str) -> str:
         _note("manifest: located error")
         return "invalid"
     # A valid load must go on to plan (fingerprints, canonical JSON) without surprises.
-    make_plan(
-        [item for collection in collections for item in collection.items],
+    plan_collections(
+        collections,
         read_lock(root / "assets.lock"),
         backend="local",
         output_dir=root / "output",
