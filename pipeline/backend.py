@@ -65,6 +65,7 @@ def resolve_backend(
 LOCAL_JOB_DURATION = "fixed:0.2"  # placeholder art is quick; long enough to show progress
 LOCAL_TRAINING_DURATION = "fixed:1"  # a placeholder LoRA: nothing to learn
 LOCAL_FIRST_POLL = 0.25
+LOCAL_POLL_FLOOR = 0.02  # the in-process emulator costs nothing to ask: a chain's steps follow fast
 
 
 def local_emulator() -> Emulator:

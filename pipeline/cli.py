@@ -296,7 +296,7 @@ def _generate(
 ) -> RunReport:
     import asyncio  # here, not at the top: `plan` and `validate` must start fast
 
-    from pipeline.backend import LOCAL_FIRST_POLL
+    from pipeline.backend import LOCAL_FIRST_POLL, LOCAL_POLL_FLOOR
     from pipeline.schedule import RunOptions, RunPaths
 
     paths = RunPaths(root / settings.lockfile, root / settings.output, root / STATE_DIR, root)
@@ -308,6 +308,7 @@ def _generate(
         restore_by_regenerating=local,
         first_poll=LOCAL_FIRST_POLL if local else RunOptions.first_poll,
         first_training_poll=LOCAL_FIRST_POLL if local else RunOptions.first_training_poll,
+        poll_floor=LOCAL_POLL_FLOOR if local else RunOptions.poll_floor,
         budget=settings.budget,
         estimates=estimates,
     )

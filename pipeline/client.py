@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from time import time
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -39,6 +39,8 @@ from pipeline.protocol import (
     parse_retry_after,
     path_segment,
 )
+
+_Item = TypeVar("_Item", list[wire.Job], list[wire.Asset])
 
 __all__ = ["DEFAULT_BASE_URL", "ApiClient", "Credentials", "DryRun", "base_url_from_env"]
 
@@ -153,14 +155,7 @@ class ApiClient:
             "updatedAfter": updated_after,
             "paginationToken": token,
         }
-        reply = await self._call("GET", "/jobs", params=query)
-        jobs = reply.get("jobs", list[wire.Job])
-        following = reply.body.get("nextPaginationToken")
-        if not following:
-            return jobs, None
-        if not isinstance(following, str) or following == token:
-            raise reply.malformed(f"unusable nextPaginationToken {following!r}")
-        return jobs, following
+        return await self._page("/jobs", "jobs", list[wire.Job], query, token)
 
     async def list_assets_page(
         self,
@@ -179,14 +174,20 @@ class ApiClient:
             "createdAfter": created_after,
             "paginationToken": token,
         }
-        reply = await self._call("GET", "/assets", params=query)
-        assets = reply.get("assets", list[wire.Asset])
+        return await self._page("/assets", "assets", list[wire.Asset], query, token)
+
+    async def _page(
+        self, path: str, key: str, shape: type[_Item], query: dict[str, Any], token: str | None
+    ) -> tuple[_Item, str | None]:
+        """One page of a cursor list (scenario-api.md section 6) and the next page's token."""
+        reply = await self._call("GET", path, params=query)
+        found = reply.get(key, shape)
         following = reply.body.get("nextPaginationToken")
         if not following:
-            return assets, None
+            return found, None
         if not isinstance(following, str) or following == token:
             raise reply.malformed(f"unusable nextPaginationToken {following!r}")
-        return assets, following
+        return found, following
 
     async def cancel_job(self, job_id: str) -> wire.Job:
         """Ask for a job to be canceled; the job comes back as the server now sees it."""

@@ -26,7 +26,7 @@ from pipeline.client import ApiClient
 from pipeline.errors import ApiError, DownloadError
 from pipeline.files import place, write_atomic
 from pipeline.imagecheck import ImageCheckError, check_image
-from pipeline.limits import RetryPolicy, Sleep
+from pipeline.limits import RetryPolicy, Sleep, together
 from pipeline.lockfile import OutputRecord
 from pipeline.manifest import Item
 from pipeline.plan import hash_file
@@ -165,15 +165,10 @@ class Collector:
         self, item: Item, ids: Sequence[str], step: str | None = None
     ) -> list[OutputRecord]:
         """These assets (one per output) verified and in place; `step`: as its kept result."""
-        try:
-            async with asyncio.TaskGroup() as group:  # one failing download cancels its siblings
-                tasks = [
-                    group.create_task(self._download(item, index, asset_id, step))
-                    for index, asset_id in enumerate(ids)
-                ]
-        except ExceptionGroup as failed:  # the item fails with the first reason, not a group
-            raise failed.exceptions[0] from None
-        return [task.result() for task in tasks]
+        # one failing download cancels its siblings
+        return await together(
+            self._download(item, index, asset_id, step) for index, asset_id in enumerate(ids)
+        )
 
     async def restore(
         self,

@@ -57,7 +57,7 @@ from pipeline.errors import (
 )
 from pipeline.files import sweep_temp_files
 from pipeline.journal import Intent, Journal
-from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending
+from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending, together
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, StageRecord, write_lock
 from pipeline.manifest import Item
 from pipeline.plan import CollectionSync, Plan, PlanEntry, State
@@ -86,6 +86,7 @@ class RunOptions:
     reconcile_margin: float = 60.0  # clock skew allowed between us and the API
     force: bool = False
     first_poll: float = 1.0  # the first guess at how long a job takes, before any is seen
+    poll_floor: float = 0.25  # the shortest wait between two polls of a job
     budget: float | None = None  # creative units this run may spend; None: no limit
     estimates: Mapping[str, float] = field(default_factory=dict)  # fingerprint -> dry-run units
     training_deadline: float = 4 * 3600.0  # seconds a training may take from its start
@@ -145,7 +146,7 @@ class Runner:
         self.on_event = on_event or (lambda event: None)
         self.rng = rng or random.Random()
         self.limit = AdaptiveLimit(self.options.ceiling)
-        self.polls = PollClock(first=self.options.first_poll)
+        self.polls = PollClock(first=self.options.first_poll, floor=self.options.poll_floor)
         self.journal = Journal(paths.state, enabled=not self.options.restore_by_regenerating)
         if not self.options.force:  # with --force, a paid job for a locked item is the new one
             self.journal.settle(lock)
@@ -183,7 +184,9 @@ class Runner:
             cache=remote,
             margin=self.options.reconcile_margin,
         )
-        self.training_polls = PollClock(first=self.options.first_training_poll, ceiling=30.0)
+        self.training_polls = PollClock(
+            first=self.options.first_training_poll, floor=self.options.poll_floor, ceiling=30.0
+        )
         self.trainings = Trainings(
             client,
             {entry.name: entry for entry in plan.trainings},
@@ -498,12 +501,7 @@ class Runner:
             job = await self._paid_job(entry, step.model, f"{fingerprint}.{n}", body, result, made)
             return job_assets(item, job, expected=1)[0]
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(n, image)) for n, image in enumerate(inputs)]
-        except ExceptionGroup as failed:  # the item fails with the first reason, not a group
-            raise failed.exceptions[0] from None
-        return [task.result() for task in tasks]
+        return await together(one(n, image) for n, image in enumerate(inputs))
 
     async def _paid_job(
         self,
@@ -522,23 +520,18 @@ class Runner:
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._jobs[key] = future
         try:
-            job = await self._own_job(entry, model, key, body, result, made)
+            job = await self._pay_and_follow(entry, model, key, body, result)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # the sharers re-raise it; nobody else must see it unretrieved
             del self._jobs[key]  # a later item may try again
             raise
         future.set_result(job)
+        made.paid.append((key, job.job_id))
         return job
 
-    async def _own_job(
-        self,
-        entry: PlanEntry,
-        model: str,
-        key: str,
-        body: Mapping[str, Any],
-        result: ItemResult,
-        made: _Made,
+    async def _pay_and_follow(
+        self, entry: PlanEntry, model: str, key: str, body: Mapping[str, Any], result: ItemResult
     ) -> Job:
         job_id = await self._submit(entry, model, key, body, result)
         finished = False
@@ -551,7 +544,6 @@ class Runner:
             raise
         finally:
             await self.limit.release(completed=finished)
-        made.paid.append((key, job_id))
         return job
 
     async def _captions(

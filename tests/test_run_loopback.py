@@ -62,7 +62,7 @@ def _wait_for_jobs(emu_jobs: object, count: int, deadline: float = 20.0) -> None
 
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
 def test_a_killed_run_resumes_without_paying_twice(game: Path, kill: signal.Signals) -> None:
-    with served(job_duration="fixed:0.6", parallel_cap=4) as (emu, url):
+    with served(job_duration="fixed:0.3", parallel_cap=4) as (emu, url):
         env = loopback_env(url)
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "-C", str(game), "run"],

@@ -38,15 +38,26 @@ def game(repo: Path) -> Path:
     return copy_examples(repo)
 
 
-@pytest.fixture
-def account(game: Path) -> Iterator[tuple[Emulator, dict[str, str]]]:
-    """A served emulator the game has been generated against once, counters then reset."""
+@pytest.fixture(scope="module")
+def _generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, str, Path]]:
+    """One served emulator for the module, and the game generated against it once."""
+    template = copy_examples(tmp_path_factory.mktemp("generated"))
     with served() as (emu, url):
-        env = loopback_env(url)
-        first = invoke(game, "run", "--json", env=env)
+        first = invoke(template, "run", "--json", env=loopback_env(url))
         assert first.exit_code == 0, first.stderr
-        emu.stats.reset()
-        yield emu, env
+        yield emu, url, template
+
+
+@pytest.fixture
+def account(game: Path, _generated: tuple[Emulator, str, Path]) -> tuple[Emulator, dict[str, str]]:
+    """The game as generated on the account (a copy of it: files, lock, state), counters reset.
+
+    The copies share the account, as a team's clones do: each test changes its own."""
+    emu, url, template = _generated
+    shutil.rmtree(game)
+    shutil.copytree(template, game)
+    emu.stats.reset()
+    return emu, loopback_env(url)
 
 
 def paid(emu: Emulator, kind: str) -> int:
