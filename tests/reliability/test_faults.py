@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+import pipeline.cost
 from pipeline.emulator import Faults
 from pipeline.limits import RetryPolicy
 from pipeline.lockfile import read_lock
@@ -130,6 +131,12 @@ def quick_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(Runner, "__init__", init)
+    priced = pipeline.cost.estimate  # the budget's dry runs retry under the same policy
+
+    async def estimate(*args: Any, **kwargs: Any) -> Any:
+        return await priced(*args, **{**kwargs, "sleep": sleep})
+
+    monkeypatch.setattr(pipeline.cost, "estimate", estimate)
     return asked
 
 
