@@ -434,7 +434,7 @@ def _prune(
     orphans = sorted(key for key in lock.items if key not in current)
     output = root / settings.output
     for key in orphans:
-        for record in lock.items[key].outputs:
+        for record in lock.items[key].files():  # kept intermediate results too
             say(f"{'would remove' if dry_run else 'removed'} {settings.output}/{record.file}")
             if not dry_run:
                 (output / record.file).unlink(missing_ok=True)

@@ -112,7 +112,16 @@ def paid_entries(
         paid.add(State.MISSING)
     if force:
         paid.add(State.UNCHANGED)
-    return [entry for entry in entries if entry.state in paid and entry.item is not None]
+    return [
+        entry
+        for entry in entries
+        if entry.item is not None
+        and (
+            entry.state in paid
+            # a restore is free, but captions asked for since are paid for
+            or (entry.state is State.MISSING and entry.item.caption and _uncaptioned(entry))
+        )
+    ]
 
 
 class _Pricer:
@@ -165,7 +174,8 @@ class _Pricer:
             units = await self._step(item, k - 1)
             parts.update({f"{stages[k]}.{n}": units for n in range(item.outputs)})
             shown[f"then[{k - 1}] ({item.steps[k - 1].name})"] = units * item.outputs
-        if item.caption and (start < len(stages) or _uncaptioned(entry)):
+        reused = len(entry.reused_captions) == item.outputs and all(entry.reused_captions)
+        if item.caption and (start < len(stages) or _uncaptioned(entry)) and not reused:
             key = f"caption-{entry.fingerprint}"
             parts[key] = shown["caption"] = await self._caption(item.outputs)
         return parts, shown

@@ -72,6 +72,7 @@ class PlanEntry:
     stages: tuple[str, ...] = ()  # every stage's fingerprint: the generation, then each step
     resume: int = 0  # stages already made (locked, theirs or another item's): a run starts after
     reuse: tuple[tuple[str, ...], ...] = ()  # the asset ids of each of those stages
+    reused_captions: tuple[str | None, ...] = ()  # another item's final outputs' captions
 
 
 @dataclass(frozen=True)
@@ -339,9 +340,10 @@ def _classify(
             stages = stage_fingerprints(item, request)
             resume, reuse, source = results.reuse(stages, None, item.outputs)
             why = (f"the same as {source}: its results are reused",) if source else ()
+            captions = results.captions(source, reuse[-1]) if resume == len(stages) else ()
             return PlanEntry(
                 item.key, State.NEW, why, item, locked_request(item, request), stages[-1],
-                stages=stages, resume=resume, reuse=reuse,
+                stages=stages, resume=resume, reuse=reuse, reused_captions=captions,
             )  # fmt: skip
         old_key, locked, item = moved
         stages = stage_fingerprints(item, request)
@@ -368,10 +370,11 @@ def _classify(
     record = locked_request(item, request)
     if fingerprint != locked.fingerprint:
         reasons = differences(locked.request, record) or ("recipe",)
-        resume, reuse, _ = results.reuse(stages, locked, item.outputs)
+        resume, reuse, source = results.reuse(stages, locked, item.outputs)
+        captions = results.captions(source, reuse[-1]) if resume == len(stages) else ()
         return PlanEntry(
             item.key, State.CHANGED, reasons, item, record, fingerprint, locked, stages=stages,
-            resume=resume, reuse=reuse,
+            resume=resume, reuse=reuse, reused_captions=captions,
         )  # fmt: skip
     if not item.steps and not locked.stages:  # the common case, kept cheap
         problems = files.check(locked.outputs)
@@ -403,6 +406,13 @@ class _Results:
     def __init__(self, lock: Lockfile) -> None:
         self.lock = lock
         self._index: dict[str, tuple[str, tuple[str, ...]]] | None = None
+
+    def captions(self, source: str | None, ids: Sequence[str]) -> tuple[str | None, ...]:
+        """The captions of `source`'s final outputs when they are these very assets."""
+        entry = self.lock.items.get(source) if source else None
+        if entry is None or [r.asset_id for r in entry.outputs] != list(ids):
+            return ()
+        return tuple(record.caption for record in entry.outputs)
 
     def _known(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         if self._index is None:

@@ -116,6 +116,7 @@ class _Made:
     outputs: list[OutputRecord]
     stages: tuple[StageRecord, ...] = ()
     paid: list[tuple[str, str]] = field(default_factory=list)  # (journal key, job id)
+    reused: bool = False  # every stage was already made: a restore, not a generation
 
 
 class Runner:
@@ -305,7 +306,8 @@ class Runner:
                 outcome = Outcome.RESTORED
             else:
                 made = await self._generate_once(entry, result)
-                outcome = Outcome.RESTORED if entry.state is State.MISSING else Outcome.GENERATED
+                restored = entry.state is State.MISSING or made.reused
+                outcome = Outcome.RESTORED if restored else Outcome.GENERATED
             self._commit(entry, made)
         except _Interrupted:
             result.outcome = Outcome.SKIPPED
@@ -423,7 +425,12 @@ class Runner:
             step = item.steps[k - 1] if k else None
             kept: tuple[OutputRecord, ...] = ()
             if step is not None and step.keep:
-                same = locked is not None and reused and k < len(locked.stages)
+                same = (  # this item's own locked stage, not another item's
+                    locked is not None
+                    and reused
+                    and k < len(locked.stages)
+                    and locked.stages[k].fingerprint == fingerprint
+                )
                 old = locked.stages[k].kept if same and locked is not None else ()
                 if same and len(old) == item.outputs and locked is not None:
                     kept = tuple(
@@ -433,10 +440,16 @@ class Runner:
                     kept = tuple(await self.collector.collect_ids(item, ids, step.name))
             records.append(StageRecord(fingerprint, tuple(ids), kept))
         made.stages = tuple(records)
+        made.reused = start > last  # nothing paid for this item's pixels
         if start > last and locked is not None and locked.fingerprint == stages[-1]:
             made.outputs = await self.collector.restore(item, locked.outputs, moved=False)
         else:
             made.outputs = await self.collector.collect_ids(item, ids)
+            if start > last and len(entry.reused_captions) == len(made.outputs):
+                made.outputs = [  # another item's very assets: their captions too
+                    replace(record, caption=caption)
+                    for record, caption in zip(made.outputs, entry.reused_captions, strict=True)
+                ]
         await self._caption_outputs(entry, item, made, ids, result)
         return made
 
@@ -514,13 +527,23 @@ class Runner:
     ) -> Job:
         """Submit (paid at most once, under `key`) and follow one job to success. Items whose
         stage is the same request (the same key) share its one job: the first pays for it."""
-        shared = self._jobs.get(key)
-        if shared is not None:
-            return await asyncio.shield(shared)
+        while (shared := self._jobs.get(key)) is not None:
+            try:
+                job = await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                if not shared.cancelled():
+                    raise  # this item itself is cancelled
+                continue  # the owner was (its item stopped): this one goes on, maybe paying
+            made.paid.append((key, job.job_id))  # whichever item is locked first forgets it
+            return job
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._jobs[key] = future
         try:
             job = await self._pay_and_follow(entry, model, key, body, result)
+        except asyncio.CancelledError:
+            future.cancel()
+            del self._jobs[key]
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # the sharers re-raise it; nobody else must see it unretrieved
@@ -939,7 +962,13 @@ class Runner:
                     self.client.add_to_collection, target, ids[start : start + COLLECTION_BATCH]
                 )
                 await self._call(add)
-            stale = [i for i in self._stale.pop(target, []) if i not in set(ids)]
+            in_use = set(ids) | {  # an asset another item shares (a reused result) stays
+                record.asset_id
+                for entry in self.lock.items.values()
+                if entry.remote_collection == target
+                for record in entry.outputs
+            }
+            stale = [i for i in self._stale.pop(target, []) if i not in in_use]
             for start in range(0, len(stale), COLLECTION_BATCH):
                 remove = functools.partial(
                     self.client.remove_from_collection,

@@ -310,3 +310,70 @@ async def test_after_a_first_ctrl_c_no_caption_is_paid(repo: Path, write: WriteF
         report = await runner.run()
     assert generates(emu) == 1 and not emu.stats.paid
     assert report.count(Outcome.SKIPPED) == 1  # its files are not locked without the caption
+
+
+# --- the second review's findings ---------------------------------------------------------------
+
+KNIGHT = """
+    remote_collection: true
+    defaults: {model: model_bfl-flux-2-dev, width: 256, height: 256, caption: true}
+    items:
+      - {id: knight, prompt: knight, seed: 1}
+"""
+KNIGHT_COPY = "      - {id: knight-copy, prompt: knight, seed: 1}\n"
+
+
+def test_a_result_reused_from_another_item_brings_its_captions_and_stays_in_the_collection(
+    repo: Path, write: WriteFile
+) -> None:
+    """knight-copy reuses knight's asset (nothing generated, nothing captioned again); when
+    knight is then regenerated, the shared asset stays in the remote collection for the copy."""
+    write("manifests/chars.yaml", KNIGHT)
+    with served(job_duration="fixed:0.01") as (emu, url):
+        env = loopback_env(url)
+        assert invoke(repo, "run", env=env).exit_code == 0
+        write("manifests/chars.yaml", KNIGHT + KNIGHT_COPY)
+        emu.stats.reset()
+        result = invoke(repo, "run", "--json", env=env)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["counts"]["restored"] == 1
+        assert generates(emu) == 0 and not emu.stats.paid
+        lock = read_lock(repo / "assets.lock")
+        copy = lock.items["chars/knight-copy"].outputs[0]
+        assert copy.caption == lock.items["chars/knight"].outputs[0].caption is not None
+
+        write(
+            "manifests/chars.yaml",
+            (KNIGHT + KNIGHT_COPY).replace(
+                "prompt: knight, seed: 1}\n      - {id: knight-copy",
+                "prompt: a knight, seed: 1}\n      - {id: knight-copy",
+            ),
+        )
+        assert invoke(repo, "run", env=env).exit_code == 0
+        remote = emu.store.collections[read_lock(repo / "assets.lock").collections["chars"]]
+        assert copy.asset_id in remote.asset_ids and len(remote.asset_ids) == 2
+
+
+def test_a_changed_item_reusing_another_items_stage_gets_that_stages_kept_file(
+    repo: Path, write: WriteFile
+) -> None:
+    chain = (
+        "then: [{model: photoroom-background-remover, keep: true, name: cut}, "
+        "{model: model_upscale-v3}]"
+    )
+    text = (
+        "    defaults: {model: model_bfl-flux-2-dev, width: 256, height: 256, " + chain + "}\n"
+        "    items:\n      - {id: x, prompt: red potion, seed: 1}\n"
+        "      - {id: y, prompt: blue potion, seed: 1}\n"
+    )
+    write("manifests/icons.yaml", text)
+    with served(job_duration="fixed:0.01") as (emu, url):
+        env = loopback_env(url)
+        assert invoke(repo, "run", env=env).exit_code == 0
+        write("manifests/icons.yaml", text.replace("red potion", "blue potion"))
+        emu.stats.reset()
+        assert invoke(repo, "run", env=env).exit_code == 0
+        assert generates(emu) == 0
+    out = repo / "output" / "icons"
+    assert (out / "x.cut.png").read_bytes() == (out / "y.cut.png").read_bytes()
+    assert (out / "x.png").read_bytes() == (out / "y.png").read_bytes()

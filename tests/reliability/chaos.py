@@ -269,4 +269,5 @@ def check_final(root: Path, *, items: int, files: int) -> None:
     assert left == [], f"temp files left behind: {left}"
     jobs = root / ".pipeline" / "jobs"
     intents = sorted(path.name for path in jobs.iterdir()) if jobs.exists() else []
-    assert intents == [], f"journal intents left behind: {intents}"
+    held = {name: (jobs / name).read_text() for name in intents}
+    assert intents == [], f"journal intents left behind: {held}; lock uploads {lock.uploads}"

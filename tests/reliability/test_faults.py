@@ -350,8 +350,11 @@ def test_the_workflow_stages_survive_faults_and_pay_each_request_once(
         assert len(items) == WORKFLOW_ITEMS
         failed = {k: v["error"] for k, v in items.items() if v["state"] == "failed"}
         if case.expect == "done":
+            # A request that spent all its attempts fails its item, alone, with the transient
+            # error; a shared one (an upload, the training) fails every item that needs it, all
+            # with that one reason.
             assert all(_GAVE_UP.search(e) for e in failed.values()), failed
-            assert len(failed) <= 2, failed
+            assert len(set(failed.values())) <= 2, failed
         else:
             assert failed and all(case.reason in e for e in failed.values()), failed
         stats = emu.stats
