@@ -271,12 +271,15 @@ def _settle(root: Path, settings: Settings, result: Plan, lock: Lockfile) -> Run
     """Nothing to do: no scheduler, no client, no API call. What the plan learnt is kept, and
     what a killed run left (temp files, intents whose result is locked) is cleared."""
     from pipeline.files import sweep_temp_files
-    from pipeline.journal import Journal
+    from pipeline.journal import Journal, adopt_uploads
     from pipeline.report import RunReport
 
     state = root / STATE_DIR
     sweep_temp_files(root / settings.output, root / settings.lockfile, state)
-    Journal(state).settle(lock)
+    journal = Journal(state)
+    if adopt_uploads(journal, lock):  # a killed run's finished uploads: kept, not redone
+        write_lock(root / settings.lockfile, lock)
+    journal.settle(lock)
     if result.hashed:
         cache = StatCache.load(root / STATE_DIR)
         for name, (stat, digest) in result.hashed.items():

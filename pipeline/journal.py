@@ -117,6 +117,18 @@ class Journal:
         return self.folder / f"{fingerprint}.json"
 
 
+def adopt_uploads(journal: Journal, lock: Lockfile) -> bool:
+    """Uploads a killed run finished but did not lock (their intents hold the asset id): into
+    the lock's cache, their intents forgotten. True when the lock changed (write it then)."""
+    changed = False
+    for intent in journal.load().values():
+        sha = intent.fingerprint.removeprefix("upload-")
+        if sha != intent.fingerprint and intent.job_id and sha not in lock.uploads:
+            lock.uploads[sha] = intent.job_id
+            changed = True
+    return changed
+
+
 def covered(intent: Intent, lock: Lockfile) -> bool:
     """True when the lock holds this intent's result: the upload's or the training's very id,
     or, for a job, its item locked at that stage (`<stage fingerprint>[.<output>]`), or, for a

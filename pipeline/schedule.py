@@ -56,7 +56,7 @@ from pipeline.errors import (
     WriteError,
 )
 from pipeline.files import sweep_temp_files
-from pipeline.journal import Intent, Journal
+from pipeline.journal import Intent, Journal, adopt_uploads
 from pipeline.limits import AdaptiveLimit, PollClock, RetryPolicy, Spending, together
 from pipeline.lockfile import LockEntry, Lockfile, OutputRecord, StageRecord, write_lock
 from pipeline.manifest import Item
@@ -150,6 +150,8 @@ class Runner:
         self.polls = PollClock(first=self.options.first_poll, floor=self.options.poll_floor)
         self.journal = Journal(paths.state, enabled=not self.options.restore_by_regenerating)
         if not self.options.force:  # with --force, a paid job for a locked item is the new one
+            if self.journal.enabled and adopt_uploads(self.journal, lock):
+                write_lock(paths.lockfile, lock)  # before their intents go (settle)
             self.journal.settle(lock)
         self._intents = self.journal.load()
         self._claimed = {intent.job_id for intent in self._intents.values() if intent.job_id}
@@ -233,6 +235,8 @@ class Runner:
             trainings = await self._training_results()
             if not self._stopping:
                 results += await self._sync_collections()
+                with contextlib.suppress(PipelineError):  # tidying: tried again next run
+                    await self.uploads.settle_rest()
         finally:
             for task in tasks:
                 task.cancel()

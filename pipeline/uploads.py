@@ -69,6 +69,23 @@ class Uploads:
             future = self._ids[file.sha256] = asyncio.ensure_future(self._ensure(file))
         return await asyncio.shield(future)
 
+    async def settle_rest(self) -> None:
+        """The upload intents this run had no use for (a training's images, when a crashed run
+        had trained it already): an upload the API has is kept in the lock's cache, one it has
+        not is forgotten. So the journal ends empty, and nothing is uploaded twice later."""
+        for key in [key for key in self._intents if key.startswith(_PREFIX)]:
+            intent = self._intents.pop(key)
+            sha = key.removeprefix(_PREFIX)
+            found = intent.job_id if intent.job_id and await self._exists(intent.job_id) else None
+            found = found or await self._find(intent)
+            if found is None:
+                self.journal.forget(key)
+                continue
+            self.journal.attach(intent, found)
+            if self.cache:
+                self.lock.uploads.setdefault(sha, found)
+            self._saved(key, found)
+
     async def _ensure(self, file: InputFile) -> str:
         known = self.lock.uploads.get(file.sha256) if self.cache else None
         if known and await self._exists(known):

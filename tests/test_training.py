@@ -377,3 +377,24 @@ def test_a_changed_item_reusing_another_items_stage_gets_that_stages_kept_file(
     out = repo / "output" / "icons"
     assert (out / "x.cut.png").read_bytes() == (out / "y.cut.png").read_bytes()
     assert (out / "x.png").read_bytes() == (out / "y.png").read_bytes()
+
+
+def test_uploads_a_killed_run_finished_are_kept_even_when_no_item_needs_them(
+    tmp_path: Path,
+) -> None:
+    """The chaos suite's find: a training's images uploaded, the training then resumed from its
+    model by the next run, which never needed the images: their intents stayed. Now their
+    asset ids join the lock's cache and the intents go."""
+    from pipeline.journal import Intent, adopt_uploads
+    from pipeline.lockfile import Lockfile
+
+    journal = Journal(tmp_path)
+    journal.write(
+        Intent("upload-" + "d" * 64, "refs/a.png", "", {}, "2026-01-01T00:00:00", "asset_d")
+    )
+    journal.write(Intent("upload-" + "e" * 64, "refs/b.png", "", {}, "2026-01-01T00:00:00"))
+    lock = Lockfile()
+    assert adopt_uploads(journal, lock)
+    assert lock.uploads == {"d" * 64: "asset_d"}  # the one whose answer came back
+    journal.settle(lock)
+    assert list(journal.load()) == ["upload-" + "e" * 64]  # left for the run that needs it
