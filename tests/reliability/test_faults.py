@@ -140,7 +140,9 @@ def quick_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return asked
 
 
-def check_outcome(root: Path, doc: dict[str, Any], case: Case, exit_code: int) -> dict[str, int]:
+def check_outcome(
+    root: Path, doc: dict[str, Any], case: Case, exit_code: int, requests: int = 0
+) -> dict[str, int]:
     """The per-item contract of one run: done items whole and locked, failures clear and clean."""
     states = {item["key"]: item for item in doc["items"]}
     assert len(states) == ITEMS
@@ -152,7 +154,10 @@ def check_outcome(root: Path, doc: dict[str, Any], case: Case, exit_code: int) -
         # attempts: that item then fails alone, clearly, with the last transient error.
         gave_up = {k: v["error"] for k, v in failed.items() if not _GAVE_UP.search(v["error"])}
         assert not gave_up, gave_up
-        assert len(failed) <= max(1, ITEMS // 10), {k: v["error"] for k, v in failed.items()}
+        # At 40% faults a call loses all 6 attempts about once in 250 calls, and a chained,
+        # captioned item makes many: allowed, 10% of the items or one per 100 requests.
+        allowed = max(1, ITEMS // 10, requests // 100)
+        assert len(failed) <= allowed, {k: v["error"] for k, v in failed.items()}
         assert exit_code == (1 if failed else 0)
     elif case.expect == "failed":
         assert exit_code == 1 and not done, done
@@ -192,7 +197,8 @@ def test_each_fault_ends_done_or_as_a_clear_item_failure(
     seconds = time.monotonic() - started
     assert "Traceback" not in result.stderr, result.stderr
     assert result.exit_code in (0, 1), result.stderr
-    figures = check_outcome(root, json.loads(result.stdout), case, result.exit_code)
+    requests = sum(emu.stats.requests.values())
+    figures = check_outcome(root, json.loads(result.stdout), case, result.exit_code, requests)
     assert emu.stats.duplicate_generates == 0
     assert all(0 <= wait <= CAP for wait in quick_sleep), max(quick_sleep)
     print(
@@ -279,7 +285,8 @@ def test_socket_level_faults_over_loopback(case: Case, repo: Path) -> None:
         result = run_process(root, "run", "--json", *case.args, *SELECT, env=loopback_env(url))
         seconds = time.monotonic() - started
         assert "Traceback" not in result.stderr, result.stderr
-        figures = check_outcome(root, _json(result), case, result.returncode)
+        requests = sum(emu.stats.requests.values())
+        figures = check_outcome(root, _json(result), case, result.returncode, requests)
         assert emu.stats.duplicate_generates == 0
     # the deadline holds: the stuck job's item gives up about --job-timeout after submitting
     assert seconds < 30, seconds
