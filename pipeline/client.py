@@ -306,25 +306,25 @@ class ApiClient:
     async def add_to_collection(
         self, collection_id: str, asset_ids: Sequence[str]
     ) -> wire.Collection:
-        """Add assets, at most 49 per request; returns the collection after the last batch."""
-        path = f"/collections/{path_segment(collection_id)}"
-        if not asset_ids:
-            return (await self._call("GET", path)).get("collection", wire.Collection)
-        for start in range(0, len(asset_ids), COLLECTION_BATCH):
-            batch = list(asset_ids[start : start + COLLECTION_BATCH])
-            reply = await self._call("PUT", f"{path}/assets", json={"assetIds": batch})
-        return reply.get("collection", wire.Collection)
+        """Add assets, at most 49 per request; returns the collection after the last batch
+        (with no assets: the collection as it is, a GET)."""
+        return await self._collection_assets("PUT", collection_id, asset_ids)
 
     async def remove_from_collection(
         self, collection_id: str, asset_ids: Sequence[str]
     ) -> wire.Collection:
         """Take assets out of a collection, at most 49 per request."""
+        return await self._collection_assets("DELETE", collection_id, asset_ids)
+
+    async def _collection_assets(
+        self, method: str, collection_id: str, asset_ids: Sequence[str]
+    ) -> wire.Collection:
         path = f"/collections/{path_segment(collection_id)}"
         if not asset_ids:
             return (await self._call("GET", path)).get("collection", wire.Collection)
         for start in range(0, len(asset_ids), COLLECTION_BATCH):
             batch = list(asset_ids[start : start + COLLECTION_BATCH])
-            reply = await self._call("DELETE", f"{path}/assets", json={"assetIds": batch})
+            reply = await self._call(method, f"{path}/assets", json={"assetIds": batch})
         return reply.get("collection", wire.Collection)
 
     async def caption(

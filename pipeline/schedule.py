@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.client import COLLECTION_BATCH, ApiClient
+from pipeline.client import ApiClient
 from pipeline.collect import MAX_DOWNLOAD_BYTES, Collector, copy_output, job_assets
 from pipeline.errors import (
     ApiError,
@@ -959,13 +959,9 @@ class Runner:
             for record in self.lock.items[key].outputs
             if record.asset_id
         ]
-        if remote:
+        if remote:  # PUT and DELETE of ids are idempotent: retried whole, 49 ids a request
             target = remote_id
-            for start in range(0, len(ids), COLLECTION_BATCH):  # PUT again is harmless: retried
-                add = functools.partial(
-                    self.client.add_to_collection, target, ids[start : start + COLLECTION_BATCH]
-                )
-                await self._call(add)
+            await self._call(functools.partial(self.client.add_to_collection, target, ids))
             in_use = set(ids) | {  # an asset another item shares (a reused result) stays
                 record.asset_id
                 for entry in self.lock.items.values()
@@ -973,12 +969,8 @@ class Runner:
                 for record in entry.outputs
             }
             stale = [i for i in self._stale.pop(target, []) if i not in in_use]
-            for start in range(0, len(stale), COLLECTION_BATCH):
-                remove = functools.partial(
-                    self.client.remove_from_collection,
-                    target,
-                    stale[start : start + COLLECTION_BATCH],
-                )
+            if stale:
+                remove = functools.partial(self.client.remove_from_collection, target, stale)
                 await self._call(remove)
         for key in todo:
             self.lock.items[key] = replace(self.lock.items[key], remote_collection=remote_id)
